@@ -1,0 +1,181 @@
+//! The command line, declared once with clap's derive API.
+//!
+//! Every option can also be set by an `AGENT_*` environment variable (clap shows it in
+//! `--help`), and most by a key of the same name in the TOML config file. Options are
+//! `Option<_>` here so that `config.rs` can tell "not given" from "given the default" and layer
+//! flag > env > file > default. Values are only shaped here; meaning is checked in `config.rs`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Container entrypoint: runs your app as a correct PID 1, with secrets, health checks and trace forwarding",
+    after_help = "Exit codes: the child's own code (128+N if it died of signal N); 64 usage, 70 internal, \
+                  78 config, 126 cannot execute, 127 not found. See the README for the full table."
+)]
+pub struct Cli {
+    /// TOML config file; its keys are the long option names (for example `stop-timeout = "25s"`).
+    #[arg(long, global = true, env = "AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Format of the agent's own log lines on stderr [default: text]
+    #[arg(long, global = true, env = "AGENT_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Least severe level of the agent's own log lines [default: info]
+    #[arg(long, global = true, env = "AGENT_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run CMD as the supervised child: forward signals, reap zombies, stop within a deadline.
+    Run(RunArgs),
+    /// The container health check: exit 0 when healthy, 1 when not.
+    Health(HealthArgs),
+    /// Print the agent's version and build.
+    Version,
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// How long to wait after forwarding SIGTERM/SIGINT before SIGKILL of everything left [default: 25s]
+    #[arg(long, env = "AGENT_STOP_TIMEOUT", value_name = "DURATION")]
+    pub stop_timeout: Option<String>,
+
+    /// After the child exits on its own, how long its leftover descendants get between SIGTERM and SIGKILL [default: 2s]
+    #[arg(long, env = "AGENT_ORPHAN_GRACE", value_name = "DURATION")]
+    pub orphan_grace: Option<String>,
+
+    /// Who receives forwarded signals: the child only, or the child's whole process group [default: child]
+    #[arg(long, env = "AGENT_SIGNAL_TARGET", value_name = "TARGET")]
+    pub signal_target: Option<SignalTarget>,
+
+    /// Rewrite a forwarded signal, FROM:TO, where TO may be `drop` (repeatable; env: comma-separated)
+    #[arg(long, env = "AGENT_REWRITE_SIGNAL", value_name = "FROM:TO", value_delimiter = ',')]
+    pub rewrite_signal: Vec<String>,
+
+    /// Report the child's exit code FROM as TO, for example 143:0 (repeatable; env: comma-separated)
+    #[arg(long, env = "AGENT_MAP_EXIT", value_name = "FROM:TO", value_delimiter = ',')]
+    pub map_exit: Vec<String>,
+
+    /// Restart the child when it fails on its own; never after a stop the agent was asked for [default: never]
+    #[arg(long, env = "AGENT_RESTART", value_name = "POLICY")]
+    pub restart: Option<RestartPolicy>,
+
+    /// With --restart on-failure: how many restarts at most [default: 5]
+    #[arg(long, env = "AGENT_MAX_RESTARTS", value_name = "N")]
+    pub max_restarts: Option<u32>,
+
+    /// With --restart on-failure: the first delay, doubled after each restart up to 1m [default: 1s]
+    #[arg(long, env = "AGENT_RESTART_BACKOFF", value_name = "DURATION")]
+    pub restart_backoff: Option<String>,
+
+    /// The program to run and its arguments (put them after `--`)
+    #[arg(required = true, num_args = 1.., value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignalTarget {
+    /// Only the child process (gunicorn's master then tells its workers itself)
+    Child,
+    /// The child's whole process group
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+}
+
+/// Every `AGENT_*` variable the agent reads. They configure the agent, not the app, so the
+/// child does not inherit them. Taken from the clap definitions so the list cannot drift.
+pub fn agent_env_vars() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let name = env.to_string_lossy().into_owned();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Cli::command(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_its_flags() {
+        let cli = Cli::try_parse_from(["agent", "run", "--stop-timeout", "5s", "--", "gunicorn", "--bind", "x"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.stop_timeout.as_deref(), Some("5s"));
+        assert_eq!(run.command, ["gunicorn", "--bind", "x"]);
+    }
+
+    #[test]
+    fn command_without_double_dash() {
+        let cli = Cli::try_parse_from(["agent", "run", "flask", "run", "--debug"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.command, ["flask", "run", "--debug"]);
+    }
+
+    #[test]
+    fn every_option_has_an_agent_env_var() {
+        let vars = agent_env_vars();
+        for v in ["AGENT_CONFIG", "AGENT_STOP_TIMEOUT", "AGENT_REWRITE_SIGNAL", "AGENT_LOG_FORMAT"] {
+            assert!(vars.iter().any(|x| x == v), "{v} missing from {vars:?}");
+        }
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        for arg in run.get_arguments().filter(|a| a.get_long().is_some() && a.get_id() != "help") {
+            assert!(arg.get_env().is_some(), "--{} has no AGENT_* variable", arg.get_long().unwrap());
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The agent: a container ENTRYPOINT that supervises an app as PID 1.
+//!
+//! The binary (`main.rs`) is a thin table of contents over these modules; they are a library so
+//! that tests can drive parts in-process.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod logging;
+pub mod signals;
+pub mod supervisor;

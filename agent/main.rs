@@ -1,0 +1,53 @@
+//! `agent`: parse the command line, block signals (for `run`, before anything else), read the
+//! config, start logging, dispatch. The one place errors become exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use agent::cli::{Cli, Command};
+use agent::config::{self, ConfigError};
+use agent::exit::Code;
+use agent::{commands, logging, supervisor};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Code::Usage.into() } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("agent: error: {err:#}");
+            exit_code_for(&err).into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Signals that arrive while the agent starts stay pending and reach the child later.
+    let handled = match cli.command {
+        Command::Run(_) => Some(supervisor::block_signals()?),
+        _ => None,
+    };
+    let file = config::load_file(&cli)?;
+    let global = config::global(&cli, &file);
+    logging::init(global.log_format, global.log_level);
+
+    match &cli.command {
+        Command::Run(args) => commands::run::run(args, &file, handled.as_ref().expect("blocked above")),
+        Command::Health(args) => Ok(commands::health::run(args)),
+        Command::Version => Ok(commands::version::run()),
+    }
+}
+
+fn exit_code_for(err: &anyhow::Error) -> Code {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        Code::Config
+    } else {
+        Code::Internal
+    }
+}

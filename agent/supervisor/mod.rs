@@ -1,0 +1,278 @@
+//! The supervisor: runs the child as a correct PID 1 would, from start to the agent's exit.
+//!
+//! One loop on one thread does everything, in this order each time it wakes: act on a deadline
+//! that has passed, read pending signals (forwarding them, after `--rewrite-signal`), and reap
+//! (`reaper.rs`, the only `waitpid` caller). It wakes on the signalfd — SIGCHLD included — or
+//! at the next deadline, so it never polls on a timer while the app runs.
+//!
+//! The life of a child:
+//! 1. started in its own process group (`spawn.rs`);
+//! 2. SIGTERM/SIGINT to the agent start a stop: the signal is forwarded and the child's group
+//!    and every other descendant get SIGKILL when `--stop-timeout` runs out;
+//! 3. when the main child has exited, whatever it left behind gets SIGTERM, then SIGKILL after
+//!    `--orphan-grace` (or sooner, at the stop deadline);
+//! 4. the agent returns only when it has no child left at all, so nothing is orphaned to the
+//!    kernel's SIGKILL when PID 1 exits.
+
+mod procs;
+mod reaper;
+pub mod spawn;
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::SigSet;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use tracing::{debug, info, warn};
+
+use crate::cli::{RestartPolicy, SignalTarget};
+use crate::config::RunConfig;
+use crate::exit::code_of_status;
+use crate::signals::{self, Signo};
+pub use spawn::{ChildSpec, SpawnError};
+
+/// After a SIGKILL round, how often to look again for processes that forked in the meantime.
+const REKILL_EVERY: Duration = Duration::from_millis(100);
+/// The longest delay between restarts, however many there were.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How the supervised run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code for the agent, after `--map-exit`.
+    pub code: u8,
+    /// Why, in words, for the exit log line.
+    pub reason: String,
+}
+
+/// How one child's life ended.
+struct End {
+    status: libc::c_int,
+    killed: bool,
+}
+
+/// Blocks every signal the agent handles, in the calling thread and so in every thread it
+/// starts later. Call it first thing, before any thread or child exists.
+pub fn block_signals() -> nix::Result<SigSet> {
+    let set = signals::handled_set();
+    set.thread_block()?;
+    Ok(set)
+}
+
+/// When the agent is not PID 1 (`docker --init`, ECS `initProcessEnabled`, a laptop), orphans
+/// would go to the real init; registering as a child subreaper brings them to the agent.
+pub fn adopt_orphans() {
+    let pid = nix::unistd::getpid();
+    if pid.as_raw() == 1 {
+        return;
+    }
+    match nix::sys::prctl::set_child_subreaper(true) {
+        Ok(()) => info!(pid = pid.as_raw(), "not PID 1; registered as child subreaper, so orphaned processes are still reaped here"),
+        Err(e) => warn!(error = %e, "not PID 1 and could not become a child subreaper; orphans go to the real init"),
+    }
+}
+
+pub struct Supervisor<'a> {
+    cfg: &'a RunConfig,
+    spec: &'a ChildSpec,
+    signals: SignalFd,
+    /// Set once SIGTERM/SIGINT arrived: when everything left gets SIGKILL.
+    stop_deadline: Option<Instant>,
+}
+
+impl<'a> Supervisor<'a> {
+    /// `handled` must be the set returned by [`block_signals`].
+    pub fn new(cfg: &'a RunConfig, spec: &'a ChildSpec, handled: &SigSet) -> nix::Result<Self> {
+        let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Supervisor { cfg, spec, signals, stop_deadline: None })
+    }
+
+    /// Runs the child (restarting it if so configured) until the agent should exit.
+    pub fn run(mut self) -> Result<Outcome, SpawnError> {
+        let mut restarts = 0u32;
+        let mut delay = self.cfg.restart_backoff;
+        loop {
+            let child = spawn::spawn(self.spec)?;
+            info!(pid = child.as_raw(), program = %self.spec.program_name(), "started child");
+            let end = self.watch(child);
+            let code = code_of_status(end.status);
+            let wants_restart =
+                self.cfg.restart == RestartPolicy::OnFailure && code != 0 && self.stop_deadline.is_none();
+            if wants_restart && restarts < self.cfg.max_restarts {
+                restarts += 1;
+                warn!(
+                    code,
+                    restart = restarts,
+                    max_restarts = self.cfg.max_restarts,
+                    delay = %humantime::format_duration(delay),
+                    "child failed; restarting"
+                );
+                if self.pause(delay) {
+                    delay = (delay * 2).min(MAX_RESTART_BACKOFF);
+                    continue;
+                }
+            } else if wants_restart {
+                warn!(max_restarts = self.cfg.max_restarts, "child failed again; no restarts left");
+            }
+            return Ok(self.outcome(end));
+        }
+    }
+
+    fn outcome(&self, end: End) -> Outcome {
+        let raw = code_of_status(end.status);
+        let code = self.cfg.map_exit(raw);
+        let mut reason = if libc::WIFSIGNALED(end.status) {
+            format!("child died of {}", Signo(libc::WTERMSIG(end.status)))
+        } else {
+            format!("child exited with code {raw}")
+        };
+        if end.killed {
+            reason.push_str(" after the stop timeout ran out");
+        }
+        if code != raw {
+            reason.push_str(&format!(", reported as {code} (--map-exit)"));
+        }
+        Outcome { code, reason }
+    }
+
+    /// Watches one child until it and every descendant are gone; returns its wait status.
+    fn watch(&mut self, child: Pid) -> End {
+        let mut status: Option<libc::c_int> = None;
+        let mut leftovers_deadline: Option<Instant> = None;
+        let mut killed = false;
+        let mut next_rekill = Instant::now();
+        loop {
+            let now = Instant::now();
+            let due = if status.is_none() { self.stop_deadline } else { leftovers_deadline };
+            if !killed && due.is_some_and(|d| now >= d) {
+                killed = true;
+                let n = self.kill_everything(child, status.is_none());
+                if status.is_none() {
+                    warn!(
+                        killed = n,
+                        stop_timeout = %humantime::format_duration(self.cfg.stop_timeout),
+                        "child did not exit within the stop timeout; sent SIGKILL to its group and every descendant"
+                    );
+                } else {
+                    warn!(killed = n, "leftover processes did not exit after SIGTERM; sent them SIGKILL");
+                }
+                next_rekill = now + REKILL_EVERY;
+            } else if killed && now >= next_rekill {
+                // Something forked between the /proc walk and the kill: kill again.
+                self.kill_everything(child, status.is_none());
+                next_rekill = now + REKILL_EVERY;
+            }
+            let wake = if killed { Some(next_rekill) } else { due };
+            self.wait(wake);
+
+            while let Some(sig) = self.next_signal() {
+                self.on_signal(sig, child, status.is_none());
+                if let (Some(d), Some(stop)) = (leftovers_deadline, self.stop_deadline) {
+                    leftovers_deadline = Some(d.min(stop));
+                }
+            }
+
+            let reaped = reaper::reap(status.is_none().then_some(child));
+            if reaped.others > 0 {
+                debug!(count = reaped.others, "reaped orphaned processes");
+            }
+            if let Some(st) = reaped.main {
+                status = Some(st);
+                info!(pid = child.as_raw(), code = code_of_status(st), "child exited");
+                if !reaped.none_left {
+                    let n = procs::signal_descendants(Signo(libc::SIGTERM));
+                    let grace_end = Instant::now() + self.cfg.orphan_grace;
+                    leftovers_deadline = Some(self.stop_deadline.map_or(grace_end, |s| s.min(grace_end)));
+                    info!(
+                        count = n,
+                        grace = %humantime::format_duration(self.cfg.orphan_grace),
+                        "child left processes behind; sent them SIGTERM"
+                    );
+                }
+            }
+            if let (Some(st), true) = (status, reaped.none_left) {
+                return End { status: st, killed };
+            }
+        }
+    }
+
+    /// Handles one signal the agent received while `child` runs (or has just exited).
+    fn on_signal(&mut self, sig: Signo, child: Pid, child_alive: bool) {
+        if sig.0 == libc::SIGCHLD {
+            return;
+        }
+        let forwarded_as = self.cfg.rewrites.apply(sig);
+        if signals::is_stop(sig) && self.stop_deadline.is_none() {
+            self.stop_deadline = Some(Instant::now() + self.cfg.stop_timeout);
+            info!(
+                signal = %sig,
+                forwarded_as = %forwarded_as.map_or("nothing (dropped)".to_string(), |s| s.to_string()),
+                stop_timeout = %humantime::format_duration(self.cfg.stop_timeout),
+                "stopping: signal forwarded; SIGKILL for everything left when the stop timeout runs out"
+            );
+        }
+        if !signals::is_forwarded(sig) || !child_alive {
+            debug!(signal = %sig, "not forwarded");
+            return;
+        }
+        let Some(to) = forwarded_as else {
+            debug!(signal = %sig, "dropped by --rewrite-signal");
+            return;
+        };
+        let target = match self.cfg.signal_target {
+            SignalTarget::Child => child,
+            SignalTarget::Group => Pid::from_raw(-child.as_raw()),
+        };
+        let delivered = procs::send(target, to);
+        debug!(signal = %sig, sent = %to, target = target.as_raw(), delivered, "forwarded");
+    }
+
+    /// SIGKILL to the child's group (while it lives) and to every descendant of the agent.
+    fn kill_everything(&self, child: Pid, child_alive: bool) -> usize {
+        let kill = Signo(libc::SIGKILL);
+        let group = child_alive && procs::send(Pid::from_raw(-child.as_raw()), kill);
+        procs::signal_descendants(kill) + usize::from(group)
+    }
+
+    /// Waits between restarts; false if a stop was requested meanwhile.
+    fn pause(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            self.wait(Some(until));
+            while let Some(sig) = self.next_signal() {
+                if signals::is_stop(sig) {
+                    info!(signal = %sig, "stop requested while waiting to restart; not restarting");
+                    self.stop_deadline = Some(Instant::now());
+                    return false;
+                }
+            }
+            reaper::reap(None);
+        }
+        true
+    }
+
+    /// Sleeps until the signalfd is readable or `until` passes.
+    fn wait(&self, until: Option<Instant>) {
+        let timeout_ms = until.map_or(-1, |t| {
+            let left = t.saturating_duration_since(Instant::now());
+            // Round up so a deadline is never missed by a sub-millisecond early wake.
+            left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)).min(i32::MAX as u128)
+                as i32
+        });
+        let mut fd = libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; EINTR and errors just lead back to the loop.
+        unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+    }
+
+    fn next_signal(&self) -> Option<Signo> {
+        match self.signals.read_signal() {
+            Ok(Some(info)) => Some(Signo(info.ssi_signo as i32)),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "reading signals failed");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Shared helpers for the black-box tests: find the binaries, run the agent with a deadline,
+//! wait on conditions (never on bare sleeps), and say clearly when a test cannot run here.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn agent() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_agent"))
+}
+
+/// A fixture program from `examples/` (cargo builds examples for `cargo test`).
+pub fn fixture(name: &str) -> PathBuf {
+    let p = agent().parent().unwrap().join("examples").join(name);
+    assert!(p.exists(), "fixture {} not built; run `cargo test` (it builds examples)", p.display());
+    p
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command for the agent with a clean `AGENT_*` environment, so the developer's shell can't leak in.
+pub fn agent_cmd() -> Command {
+    let mut cmd = Command::new(agent());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AGENT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Polls `cond` until it is true or `within` passes; panics with `what` on time-out.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child with a deadline; kills it and panics (printing the command) on time-out.
+pub fn wait_child(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs a command to completion with a deadline, capturing stdout and stderr.
+pub fn run(mut cmd: Command, within: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{desc}: still running after {within:?}");
+        }
+    }
+}
+
+/// The exit code, with the command and its stderr in the panic message if there is none.
+pub fn code(out: &Output, desc: &str) -> i32 {
+    out.status.code().unwrap_or_else(|| panic!("{desc}: killed by a signal; stderr:\n{}", stderr(out)))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+pub fn lines(path: &Path) -> Vec<String> {
+    read(path).lines().map(str::to_string).collect()
+}
+
+/// Whether `unshare --pid --fork --mount-proc` works here (it needs root). Tests that need the
+/// agent to be PID 1 print why they skip when it does not.
+pub fn can_unshare() -> bool {
+    let ok = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: `unshare --pid --fork --mount-proc` is not available (needs root); PID 1 behaviour not tested here");
+    }
+    ok
+}
+
+/// The agent as PID 1 of a new PID namespace: `unshare --pid --fork --mount-proc agent ARGS`.
+pub fn agent_as_pid1(args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"]).arg(agent()).args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AGENT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill({pid}, {sig})");
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry but state Z: count it as gone only once reaped.
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The parent pid of `pid`, from /proc.
+pub fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The host pid of the agent started by `agent_as_pid1` (the only child of `unshare`).
+pub fn pid1_host_pid(unshare_pid: u32) -> i32 {
+    let path = format!("/proc/{unshare_pid}/task/{unshare_pid}/children");
+    let mut found = 0;
+    wait_until(Duration::from_secs(10), "unshare to fork the agent", || {
+        found = read(Path::new(&path)).split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        found != 0
+    });
+    found
+}
+
+/// Waits until the file at `path` has a line equal to `line`.
+pub fn wait_for_line(path: &Path, line: &str) {
+    wait_until(Duration::from_secs(10), &format!("{line:?} in {}", path.display()), || {
+        lines(path).iter().any(|l| l == line)
+    });
+}
+
+/// The direct children of `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    read(Path::new(&format!("/proc/{pid}/task/{pid}/children"))).split_whitespace().filter_map(|s| s.parse().ok()).collect()
+}
