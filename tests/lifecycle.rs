@@ -49,7 +49,8 @@ fn child_gets_only_stdio_and_not_the_agents_variables() {
 #[test]
 fn child_has_its_own_process_group() {
     let mut cmd = agent_cmd();
-    cmd.args(["run", "--", "sh", "-c", "ps -o pid=,pgid= -p $$"]);
+    // Fields 1 and 5 of /proc/PID/stat are the pid and the process group.
+    cmd.args(["run", "--", "sh", "-c", "cut -d' ' -f1,5 /proc/$$/stat"]);
     let out = run(cmd, T);
     let line = stdout(&out);
     let v: Vec<&str> = line.split_whitespace().collect();

@@ -165,3 +165,44 @@ pub fn wait_for_line(path: &Path, line: &str) {
 pub fn children_of(pid: i32) -> Vec<i32> {
     read(Path::new(&format!("/proc/{pid}/task/{pid}/children"))).split_whitespace().filter_map(|s| s.parse().ok()).collect()
 }
+
+/// The project's Python venv (made by `scripts/setup-venv`), or `TEST_VENV`.
+pub fn venv() -> PathBuf {
+    let v = std::env::var_os("TEST_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    assert!(
+        v.join("bin/python").exists(),
+        "no Python venv at {}: run scripts/setup-venv (scripts/test does it for you)",
+        v.display()
+    );
+    v
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1; returns (status, body) or None if it could not connect.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Collects a child's pipe into a shared string as it is written.
+pub fn collect<R: std::io::Read + Send + 'static>(mut r: R) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}

@@ -1,0 +1,40 @@
+"""A small Flask backend in the shape of Cruddur's backend-flask, for the agent's demo and tests.
+
+Routes: /api/health-check (what the ECS health check probes), two API routes, and /api/slow,
+which holds a request open so a graceful stop can be seen draining it.
+"""
+import os
+import time
+
+from flask import Flask, jsonify, request
+
+app = Flask(__name__)
+
+
+@app.get("/api/health-check")
+def health_check():
+    return jsonify(success=True), 200
+
+
+@app.get("/api/activities/home")
+def activities_home():
+    return jsonify(
+        [
+            {"uuid": "68f126b0-1ceb-4a33-88be-d90fa7109eee", "handle": "andrewbrown", "message": "Cloud is fun!"},
+            {"uuid": "66e12864-8c26-4c3a-9658-95a10f8fea67", "handle": "worf", "message": "I am out of prune juice"},
+        ]
+    )
+
+
+@app.get("/api/message_groups")
+def message_groups():
+    return jsonify([{"uuid": "24b95582-9e7b-4e0a-9ad1-639773ab7552", "display_name": "Andrew Brown", "handle": "andrewbrown"}])
+
+
+@app.get("/api/slow")
+def slow():
+    seconds = min(float(request.args.get("seconds", "1")), 30.0)
+    # Printed so a test (or a person) can see the request is in flight before stopping the app.
+    print(f"slow request started seconds={seconds} pid={os.getpid()}", flush=True)
+    time.sleep(seconds)
+    return jsonify(slept=seconds)

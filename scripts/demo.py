@@ -1,0 +1,91 @@
+"""The demo driver: the agent wrapping the example gunicorn/Flask app, end to end.
+
+Started by scripts/demo, which builds the agent and the venv first. Prints what happens and a
+short summary; with --once it stops the app itself and exits 0 only if everything worked.
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "examples", "backend-flask")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path, timeout=5):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def wait_healthy(port, agent, deadline_s=30):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if agent.poll() is not None:
+            raise SystemExit(f"demo: the agent exited early with code {agent.returncode}")
+        try:
+            if get(port, "/api/health-check", timeout=1)[0] == 200:
+                return time.monotonic()
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"demo: the app did not answer on port {port} within {deadline_s}s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--once", action="store_true", help="make the requests, stop, and exit")
+    ap.add_argument("--port", type=int, default=0, help="port for the app (default: a free one)")
+    args = ap.parse_args()
+
+    agent_bin = os.environ["DEMO_AGENT_BIN"]
+    port = args.port or free_port()
+    venv_bin = os.path.dirname(sys.executable)
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2",
+               PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+    cmd = [agent_bin, "run", "--stop-timeout", "25s", "--",
+           "gunicorn", "-c", os.path.join(APP, "gunicorn.conf.py"), "--chdir", APP, "app:app"]
+    print(f"demo: starting {' '.join(cmd[:4])} -- gunicorn ... on 127.0.0.1:{port}", flush=True)
+    started = time.monotonic()
+    agent = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+
+    results = {}
+    try:
+        ready = wait_healthy(port, agent)
+        results["ready_ms"] = round((ready - started) * 1000)
+        for path in ["/api/health-check", "/api/activities/home", "/api/message_groups"]:
+            status, body = get(port, path)
+            results[path] = status
+            print(f"demo: GET {path} -> {status} {body[:60]!r}", flush=True)
+        if not args.once:
+            print("demo: running; press Ctrl-C to stop the app gracefully", flush=True)
+            agent.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if agent.poll() is None:
+            print("demo: sending SIGTERM to the agent (what ECS does on stop)", flush=True)
+            stop = time.monotonic()
+            agent.send_signal(signal.SIGTERM)
+            code = agent.wait(timeout=40)
+            results["stop_ms"] = round((time.monotonic() - stop) * 1000)
+        code = agent.returncode
+        results["agent_exit_code"] = code
+
+    ok = code == 0 and all(v == 200 for k, v in results.items() if k.startswith("/"))
+    print("demo: summary " + json.dumps(results), flush=True)
+    print("demo: " + ("OK" if ok else "FAILED"), flush=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+//! The README's demo command, run the way CI can: `scripts/demo --once` must end in "demo: OK".
+
+mod util;
+use std::process::Command;
+use std::time::Duration;
+use util::*;
+
+#[test]
+fn demo_runs_once_and_reports_ok() {
+    let _ = venv();
+    let mut cmd = Command::new(repo().join("scripts/demo"));
+    cmd.arg("--once").env("DEMO_AGENT_BIN", agent());
+    let out = run(cmd, Duration::from_secs(120));
+    let text = stdout(&out);
+    assert_eq!(code(&out, "scripts/demo --once"), 0, "{text}\n{}", stderr(&out));
+    assert!(text.contains("demo: OK"), "{text}");
+    assert!(text.contains("\"agent_exit_code\": 0"), "{text}");
+}

@@ -1,0 +1,61 @@
+//! A real gunicorn + Flask app (examples/backend-flask) under the agent: SIGTERM to the agent
+//! drains an in-flight request, gunicorn exits 0, and so does the agent.
+
+mod util;
+use std::process::Stdio;
+use std::time::Duration;
+use util::*;
+
+fn drains_on_sigterm(pid1: bool) {
+    let venv = venv();
+    let app = repo().join("examples/backend-flask");
+    let port = free_port();
+    let gunicorn = venv.join("bin/gunicorn");
+    let conf = app.join("gunicorn.conf.py");
+    let args = [
+        "run",
+        "--",
+        gunicorn.to_str().unwrap(),
+        "-c",
+        conf.to_str().unwrap(),
+        "--chdir",
+        app.to_str().unwrap(),
+        "app:app",
+    ];
+    let mut cmd = if pid1 { agent_as_pid1(&args) } else { let mut c = agent_cmd(); c.args(args); c };
+    cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string()).env("WEB_CONCURRENCY", "2");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let agent_pid = if pid1 { pid1_host_pid(child.id()) as u32 } else { child.id() };
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+
+    wait_until(Duration::from_secs(30), "the app to answer /api/health-check", || {
+        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
+    });
+    let slow = std::thread::spawn(move || http_get(port, "/api/slow?seconds=2", Duration::from_secs(20)));
+    wait_until(Duration::from_secs(10), "the slow request to start", || out.lock().unwrap().contains("slow request started"));
+
+    signal(agent_pid, libc::SIGTERM);
+    let status = wait_child(&mut child, Duration::from_secs(25), "agent after SIGTERM");
+    let logs = err.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "gunicorn drained and exited 0, and so did the agent:\n{logs}");
+    let (code, body) = slow.join().unwrap().expect("the in-flight request got an answer");
+    assert_eq!(code, 200, "the in-flight request completed during the drain: {body}");
+    assert!(body.contains("slept"), "{body}");
+    assert!(logs.contains("Handling signal: term"), "gunicorn's master got SIGTERM:\n{logs}");
+    assert!(logs.contains("child exited") && logs.contains("code=0"), "{logs}");
+    assert!(!logs.contains("did not exit within the stop timeout"), "nothing needed killing:\n{logs}");
+}
+
+#[test]
+fn gunicorn_drains_and_exits_zero_on_sigterm() {
+    drains_on_sigterm(false);
+}
+
+#[test]
+fn gunicorn_drains_and_exits_zero_on_sigterm_as_pid1() {
+    if can_unshare() {
+        drains_on_sigterm(true);
+    }
+}
