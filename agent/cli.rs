@@ -80,13 +80,95 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_RESTART_BACKOFF", value_name = "DURATION")]
     pub restart_backoff: Option<String>,
 
+    #[command(flatten)]
+    pub health: HealthRunArgs,
+
     /// The program to run and its arguments (put them after `--`)
     #[arg(required = true, num_args = 1.., value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
+/// The supervisor's health probing (`agent run`). The probe options share their variables with
+/// `agent health`, so one `AGENT_HEALTH_URL` in a task definition configures both.
 #[derive(Debug, Args)]
-pub struct HealthArgs {}
+pub struct HealthRunArgs {
+    /// Probe the app with GET URL (plain http), for example http://127.0.0.1:4567/api/health-check
+    #[arg(long, env = "AGENT_HEALTH_URL", value_name = "URL", conflicts_with = "health_tcp")]
+    pub health_url: Option<String>,
+
+    /// Probe the app by connecting to HOST:PORT
+    #[arg(long, env = "AGENT_HEALTH_TCP", value_name = "HOST:PORT")]
+    pub health_tcp: Option<String>,
+
+    /// HTTP statuses that count as healthy, like 200-399 or 200,204 [default: 200-399]
+    #[arg(long, env = "AGENT_HEALTH_STATUS", value_name = "SET")]
+    pub health_status: Option<String>,
+
+    /// Host header for the HTTP probe [default: the URL's host]
+    #[arg(long, env = "AGENT_HEALTH_HOST", value_name = "HOST")]
+    pub health_host: Option<String>,
+
+    /// Text the HTTP probe's response body must contain
+    #[arg(long, env = "AGENT_HEALTH_BODY", value_name = "TEXT")]
+    pub health_body: Option<String>,
+
+    /// Time between probes once the app has passed one [default: 10s]
+    #[arg(long, env = "AGENT_HEALTH_INTERVAL", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+
+    /// How long one probe may take [default: 2s]
+    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+
+    /// Failures before the app's first passing probe, within this time, do not count [default: 0s]
+    #[arg(long, env = "AGENT_HEALTH_START_PERIOD", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+
+    /// Consecutive counted failures that make the app unhealthy [default: 3]
+    #[arg(long, env = "AGENT_HEALTH_RETRIES", value_name = "N")]
+    pub health_retries: Option<u32>,
+
+    /// Where the supervisor serves its health state: an abstract socket NAME, or a /PATH
+    /// [default: agent-health-<pid namespace id>; served when a probe is set or this is given]
+    #[arg(long, env = "AGENT_HEALTH_SOCKET", value_name = "NAME")]
+    pub health_socket: Option<String>,
+
+    /// Probe every 100 ms until the first pass and log `ready after N ms`
+    #[arg(long, env = "AGENT_WAIT_READY")]
+    pub wait_ready: bool,
+}
+
+/// `agent health`: ask the running supervisor; with none, probe directly.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Probe GET URL directly when no supervisor answers
+    #[arg(long, env = "AGENT_HEALTH_URL", value_name = "URL", conflicts_with = "tcp")]
+    pub url: Option<String>,
+
+    /// Probe HOST:PORT directly when no supervisor answers
+    #[arg(long, env = "AGENT_HEALTH_TCP", value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+
+    /// HTTP statuses that count as healthy for the direct probe [default: 200-399]
+    #[arg(long, env = "AGENT_HEALTH_STATUS", value_name = "SET")]
+    pub status: Option<String>,
+
+    /// Host header for the direct HTTP probe
+    #[arg(long, env = "AGENT_HEALTH_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Text the direct probe's response body must contain
+    #[arg(long, env = "AGENT_HEALTH_BODY", value_name = "TEXT")]
+    pub body: Option<String>,
+
+    /// The supervisor's health socket (as given to `agent run`)
+    #[arg(long, env = "AGENT_HEALTH_SOCKET", value_name = "NAME")]
+    pub socket: Option<String>,
+
+    /// Answer within this time, whatever happens [default: 2s]
+    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -175,6 +257,10 @@ mod tests {
         let cmd = Cli::command();
         let run = cmd.find_subcommand("run").unwrap();
         for arg in run.get_arguments().filter(|a| a.get_long().is_some() && a.get_id() != "help") {
+            assert!(arg.get_env().is_some(), "--{} has no AGENT_* variable", arg.get_long().unwrap());
+        }
+        let health = cmd.find_subcommand("health").unwrap();
+        for arg in health.get_arguments().filter(|a| a.get_long().is_some() && a.get_id() != "help") {
             assert!(arg.get_env().is_some(), "--{} has no AGENT_* variable", arg.get_long().unwrap());
         }
     }

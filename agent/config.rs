@@ -44,6 +44,17 @@ pub struct FileConfig {
     pub restart: Option<RestartPolicy>,
     pub max_restarts: Option<u32>,
     pub restart_backoff: Option<String>,
+    pub health_url: Option<String>,
+    pub health_tcp: Option<String>,
+    pub health_status: Option<String>,
+    pub health_host: Option<String>,
+    pub health_body: Option<String>,
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_start_period: Option<String>,
+    pub health_retries: Option<u32>,
+    pub health_socket: Option<String>,
+    pub wait_ready: Option<bool>,
 }
 
 impl FileConfig {
@@ -104,19 +115,47 @@ pub fn global(cli: &Cli, file: &FileConfig) -> Global {
     }
 }
 
-/// Where a value came from, for error messages: `--flag (or AGENT_X)` or the file's key.
-fn origin(flag: &str, from_cli: bool) -> String {
-    if from_cli {
-        let env = format!("AGENT_{}", flag.to_ascii_uppercase().replace('-', "_"));
-        format!("--{flag} (or {env})")
-    } else {
-        format!("config file key {flag:?}")
+/// Names a setting in error messages: its flag, its variable and its config file key.
+#[derive(Debug, Clone)]
+pub struct Key {
+    flag: &'static str,
+    env: String,
+    file: &'static str,
+}
+
+impl Key {
+    /// An `agent run` setting: `--stop-timeout`, `AGENT_STOP_TIMEOUT`, file key `stop-timeout`.
+    pub fn run(flag: &'static str) -> Key {
+        Key { flag, env: format!("AGENT_{}", flag.to_ascii_uppercase().replace('-', "_")), file: flag }
+    }
+
+    /// A setting whose flag differs from its file key (`agent health --url` is `health-url`).
+    pub fn named(flag: &'static str, file: &'static str) -> Key {
+        Key { flag, env: Key::run(file).env, file }
+    }
+
+    /// Where a value came from, for error messages: `--flag (or AGENT_X)` or the file's key.
+    fn origin(&self, from_cli: bool) -> String {
+        if from_cli {
+            format!("--{} (or {})", self.flag, self.env)
+        } else {
+            format!("config file key {:?}", self.file)
+        }
+    }
+
+    /// `--flag (AGENT_X)`, for messages about a setting regardless of where it was given.
+    pub fn describe(&self) -> String {
+        format!("--{} ({})", self.flag, self.env)
+    }
+
+    pub fn error(&self, from_cli: bool, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Value { origin: self.origin(from_cli), message: message.to_string() }
     }
 }
 
 /// Picks the flag/env value over the file's, and parses it with `parse`, naming the origin on error.
-fn layered<T, E: std::fmt::Display>(
-    flag: &str,
+pub fn layered<T, E: std::fmt::Display>(
+    key: Key,
     cli: Option<&String>,
     file: Option<&String>,
     parse: impl Fn(&str) -> Result<T, E>,
@@ -126,21 +165,17 @@ fn layered<T, E: std::fmt::Display>(
         (None, Some(v)) => (v, false),
         (None, None) => return Ok(None),
     };
-    parse(raw).map(Some).map_err(|e| ConfigError::Value { origin: origin(flag, from_cli), message: e.to_string() })
+    parse(raw).map(Some).map_err(|e| key.error(from_cli, e))
 }
 
 fn layered_list<T, E: std::fmt::Display>(
-    flag: &str,
+    key: Key,
     cli: &[String],
     file: Option<&Vec<String>>,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Vec<T>, ConfigError> {
     let (items, from_cli) = if !cli.is_empty() { (cli, true) } else { (file.map_or(&[][..], |v| v), false) };
-    items
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| parse(s).map_err(|e| ConfigError::Value { origin: origin(flag, from_cli), message: e.to_string() }))
-        .collect()
+    items.iter().filter(|s| !s.trim().is_empty()).map(|s| parse(s).map_err(|e| key.error(from_cli, e))).collect()
 }
 
 /// Parses durations the way people write them: `500ms`, `25s`, `5m`, `1h 30m`.
@@ -156,19 +191,19 @@ fn parse_map_exit(s: &str) -> Result<(u8, u8), String> {
 }
 
 pub fn run_config(args: &RunArgs, file: &FileConfig) -> Result<RunConfig, ConfigError> {
-    let rewrites = layered_list("rewrite-signal", &args.rewrite_signal, file.rewrite_signal.as_ref(), Rewrite::from_str)?;
+    let rewrites = layered_list(Key::run("rewrite-signal"), &args.rewrite_signal, file.rewrite_signal.as_ref(), Rewrite::from_str)?;
     Ok(RunConfig {
-        stop_timeout: layered("stop-timeout", args.stop_timeout.as_ref(), file.stop_timeout.as_ref(), parse_duration)?
+        stop_timeout: layered(Key::run("stop-timeout"), args.stop_timeout.as_ref(), file.stop_timeout.as_ref(), parse_duration)?
             .unwrap_or(DEFAULT_STOP_TIMEOUT),
-        orphan_grace: layered("orphan-grace", args.orphan_grace.as_ref(), file.orphan_grace.as_ref(), parse_duration)?
+        orphan_grace: layered(Key::run("orphan-grace"), args.orphan_grace.as_ref(), file.orphan_grace.as_ref(), parse_duration)?
             .unwrap_or(DEFAULT_ORPHAN_GRACE),
         signal_target: args.signal_target.or(file.signal_target).unwrap_or(SignalTarget::Child),
         rewrites: RewriteTable::new(&rewrites),
-        map_exit: layered_list("map-exit", &args.map_exit, file.map_exit.as_ref(), parse_map_exit)?,
+        map_exit: layered_list(Key::run("map-exit"), &args.map_exit, file.map_exit.as_ref(), parse_map_exit)?,
         restart: args.restart.or(file.restart).unwrap_or(RestartPolicy::Never),
         max_restarts: args.max_restarts.or(file.max_restarts).unwrap_or(DEFAULT_MAX_RESTARTS),
         restart_backoff: layered(
-            "restart-backoff",
+            Key::run("restart-backoff"),
             args.restart_backoff.as_ref(),
             file.restart_backoff.as_ref(),
             parse_duration,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod health;
 pub mod logging;
 pub mod signals;
 pub mod supervisor;

@@ -52,9 +52,12 @@ def main():
     venv_bin = os.path.dirname(sys.executable)
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2",
                PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [agent_bin, "run", "--stop-timeout", "25s", "--",
+    health_socket = f"agent-demo-{os.getpid()}"
+    cmd = [agent_bin, "run", "--stop-timeout", "25s",
+           "--health-url", f"http://127.0.0.1:{port}/api/health-check", "--health-socket", health_socket,
+           "--wait-ready", "--",
            "gunicorn", "-c", os.path.join(APP, "gunicorn.conf.py"), "--chdir", APP, "app:app"]
-    print(f"demo: starting {' '.join(cmd[:4])} -- gunicorn ... on 127.0.0.1:{port}", flush=True)
+    print(f"demo: starting agent run --health-url ... --wait-ready -- gunicorn ... on 127.0.0.1:{port}", flush=True)
     started = time.monotonic()
     agent = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
 
@@ -66,6 +69,10 @@ def main():
             status, body = get(port, path)
             results[path] = status
             print(f"demo: GET {path} -> {status} {body[:60]!r}", flush=True)
+        health = subprocess.run([agent_bin, "health", "--socket", health_socket],
+                                capture_output=True, text=True, timeout=10)
+        results["agent_health"] = health.returncode
+        print(f"demo: agent health -> exit {health.returncode}: {health.stdout.strip()}", flush=True)
         if not args.once:
             print("demo: running; press Ctrl-C to stop the app gracefully", flush=True)
             agent.wait()
@@ -81,7 +88,8 @@ def main():
         code = agent.returncode
         results["agent_exit_code"] = code
 
-    ok = code == 0 and all(v == 200 for k, v in results.items() if k.startswith("/"))
+    ok = (code == 0 and results.get("agent_health") == 0
+          and all(v == 200 for k, v in results.items() if k.startswith("/")))
     print("demo: summary " + json.dumps(results), flush=True)
     print("demo: " + ("OK" if ok else "FAILED"), flush=True)
     sys.exit(0 if ok else 1)

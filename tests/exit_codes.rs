@@ -117,15 +117,6 @@ fn agent_errors_use_documented_codes() {
 }
 
 #[test]
-fn health_says_it_is_not_configured() {
-    let mut cmd = agent_cmd();
-    cmd.arg("health");
-    let out = run(cmd, T);
-    assert_eq!(code(&out, "health"), 1);
-    assert!(stdout(&out).contains("not configured"), "{}", stdout(&out));
-}
-
-#[test]
 fn version_prints_name_and_version() {
     let mut cmd = agent_cmd();
     cmd.arg("version");

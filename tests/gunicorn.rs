@@ -1,5 +1,6 @@
-//! A real gunicorn + Flask app (examples/backend-flask) under the agent: SIGTERM to the agent
-//! drains an in-flight request, gunicorn exits 0, and so does the agent.
+//! A real gunicorn + Flask app (examples/backend-flask) under the agent: it becomes ready and
+//! `agent health` says so; SIGTERM to the agent drains an in-flight request, gunicorn exits 0,
+//! and so does the agent.
 
 mod util;
 use std::process::Stdio;
@@ -12,8 +13,15 @@ fn drains_on_sigterm(pid1: bool) {
     let port = free_port();
     let gunicorn = venv.join("bin/gunicorn");
     let conf = app.join("gunicorn.conf.py");
+    let socket = socket_name(if pid1 { "gunicorn-pid1" } else { "gunicorn" });
+    let health_url = format!("http://127.0.0.1:{port}/api/health-check");
     let args = [
         "run",
+        "--health-url",
+        &health_url,
+        "--health-socket",
+        &socket,
+        "--wait-ready",
         "--",
         gunicorn.to_str().unwrap(),
         "-c",
@@ -30,9 +38,17 @@ fn drains_on_sigterm(pid1: bool) {
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
 
-    wait_until(Duration::from_secs(30), "the app to answer /api/health-check", || {
-        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
+    // Ready is what the agent says: its health check passes once gunicorn answers.
+    let mut line = String::new();
+    wait_until(Duration::from_secs(30), "agent health to report the app healthy", || {
+        let mut c = agent_cmd();
+        c.args(["health", "--socket", &socket]);
+        let out = run(c, Duration::from_secs(5));
+        line = stdout(&out);
+        out.status.code() == Some(0)
     });
+    assert!(line.starts_with(&format!("healthy: GET {health_url} -> 200 in ")), "{line}");
+    assert!(err.lock().unwrap().contains("ready after"), "--wait-ready logs readiness");
     let slow = std::thread::spawn(move || http_get(port, "/api/slow?seconds=2", Duration::from_secs(20)));
     wait_until(Duration::from_secs(10), "the slow request to start", || out.lock().unwrap().contains("slow request started"));
 

@@ -46,6 +46,13 @@ pub struct Outcome {
     pub reason: String,
 }
 
+/// What others (health) want to know about the child, told as it happens.
+pub trait ChildEvents: Send + Sync {
+    fn started(&self, _pid: i32) {}
+    fn exited(&self, _code: u8) {}
+    fn stopping(&self) {}
+}
+
 /// How one child's life ended.
 struct End {
     status: libc::c_int,
@@ -79,13 +86,20 @@ pub struct Supervisor<'a> {
     signals: SignalFd,
     /// Set once SIGTERM/SIGINT arrived: when everything left gets SIGKILL.
     stop_deadline: Option<Instant>,
+    events: Option<&'a dyn ChildEvents>,
 }
 
 impl<'a> Supervisor<'a> {
     /// `handled` must be the set returned by [`block_signals`].
     pub fn new(cfg: &'a RunConfig, spec: &'a ChildSpec, handled: &SigSet) -> nix::Result<Self> {
         let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Supervisor { cfg, spec, signals, stop_deadline: None })
+        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None })
+    }
+
+    /// Tells `events` when the child starts, exits, and when a stop begins.
+    pub fn with_events(mut self, events: &'a dyn ChildEvents) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Runs the child (restarting it if so configured) until the agent should exit.
@@ -95,6 +109,9 @@ impl<'a> Supervisor<'a> {
         loop {
             let child = spawn::spawn(self.spec)?;
             info!(pid = child.as_raw(), program = %self.spec.program_name(), "started child");
+            if let Some(e) = self.events {
+                e.started(child.as_raw());
+            }
             let end = self.watch(child);
             let code = code_of_status(end.status);
             let wants_restart =
@@ -180,6 +197,9 @@ impl<'a> Supervisor<'a> {
             if let Some(st) = reaped.main {
                 status = Some(st);
                 info!(pid = child.as_raw(), code = code_of_status(st), "child exited");
+                if let Some(e) = self.events {
+                    e.exited(code_of_status(st));
+                }
                 if !reaped.none_left {
                     let n = procs::signal_descendants(Signo(libc::SIGTERM));
                     let grace_end = Instant::now() + self.cfg.orphan_grace;
@@ -205,6 +225,9 @@ impl<'a> Supervisor<'a> {
         let forwarded_as = self.cfg.rewrites.apply(sig);
         if signals::is_stop(sig) && self.stop_deadline.is_none() {
             self.stop_deadline = Some(Instant::now() + self.cfg.stop_timeout);
+            if let Some(e) = self.events {
+                e.stopping();
+            }
             info!(
                 signal = %sig,
                 forwarded_as = %forwarded_as.map_or("nothing (dropped)".to_string(), |s| s.to_string()),

@@ -1,0 +1,26 @@
+//! The health socket server: each connection gets the current verdict as one line, then EOF.
+//!
+//! There is no request to parse: connecting is the question. A single thread answers; each
+//! answer is a lock, a format and a write, so a hundred `agent health` calls at once queue for
+//! microseconds in the listen backlog.
+
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::State;
+
+pub fn spawn(listener: UnixListener, state: Arc<State>) {
+    std::thread::Builder::new()
+        .name("health-server".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let v = state.verdict();
+                let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = conn.write_all(format!("{}\n", v.line).as_bytes());
+            }
+        })
+        .expect("BUG: cannot start the health server thread");
+}
