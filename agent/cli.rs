@@ -41,8 +41,46 @@ pub enum Command {
     Run(RunArgs),
     /// The container health check: exit 0 when healthy, 1 when not.
     Health(HealthArgs),
+    /// Resolve the secrets as `run` would and print, per variable, its name, source, version and
+    /// the first 8 hex characters of its value's SHA-256 — never the value.
+    Env(EnvArgs),
     /// Print the agent's version and build.
     Version,
+}
+
+/// Where the child's secrets come from (shared by `run` and `env`).
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// Set NAME from VALUEFROM, an SSM parameter name or ARN or a Secrets Manager ARN, as in an ECS
+    /// task definition; NAME? makes it optional (repeatable; env: one per line or comma-separated)
+    #[arg(long = "secret", env = "AGENT_SECRETS", value_name = "NAME=VALUEFROM", value_delimiter = ',')]
+    pub secrets: Vec<String>,
+
+    /// A container definition's `secrets` JSON array, pasted verbatim
+    #[arg(long, env = "AGENT_SECRETS_FILE", value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+
+    /// Every SSM parameter under PATH, recursively, named by its last segment; PATH? may be empty (repeatable)
+    #[arg(long, env = "AGENT_SSM_PATH", value_name = "PATH", value_delimiter = ',')]
+    pub ssm_path: Vec<String>,
+
+    /// A dotenv file, for local development with no AWS
+    #[arg(long, env = "AGENT_ENV_FILE", value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Give up fetching secrets after this long, retries included [default: 60s]
+    #[arg(long, env = "AGENT_SECRETS_TIMEOUT", value_name = "DURATION")]
+    pub secrets_timeout: Option<String>,
+
+    /// Wait a random time up to this long before fetching, so a fleet does not start at once [default: 0s]
+    #[arg(long, env = "AGENT_START_JITTER", value_name = "DURATION")]
+    pub start_jitter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +117,17 @@ pub struct RunArgs {
     /// With --restart on-failure: the first delay, doubled after each restart up to 1m [default: 1s]
     #[arg(long, env = "AGENT_RESTART_BACKOFF", value_name = "DURATION")]
     pub restart_backoff: Option<String>,
+
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
+
+    /// Keep inherited variables that a secret of the same name would override
+    #[arg(long, env = "AGENT_NO_OVERRIDE")]
+    pub no_override: bool,
+
+    /// Also write each secret to DIR/NAME (mode 0400), for apps that read secrets from files
+    #[arg(long, env = "AGENT_SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub health: HealthRunArgs,

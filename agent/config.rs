@@ -55,6 +55,14 @@ pub struct FileConfig {
     pub health_retries: Option<u32>,
     pub health_socket: Option<String>,
     pub wait_ready: Option<bool>,
+    pub secrets: Option<Vec<String>>,
+    pub secrets_file: Option<PathBuf>,
+    pub ssm_path: Option<Vec<String>>,
+    pub env_file: Option<PathBuf>,
+    pub secrets_timeout: Option<String>,
+    pub start_jitter: Option<String>,
+    pub no_override: Option<bool>,
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -17,6 +17,8 @@ pub enum Code {
     Unhealthy = 1,
     /// A flag, an environment variable or the command line was wrong (EX_USAGE).
     Usage = 64,
+    /// A required secret could not be loaded; the child was never started (EX_UNAVAILABLE).
+    Secrets = 69,
     /// An internal error of the agent, such as a failed `fork` (EX_SOFTWARE).
     Internal = 70,
     /// The config file could not be read, or a value in it was wrong (EX_CONFIG).

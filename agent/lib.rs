@@ -9,5 +9,6 @@ pub mod config;
 pub mod exit;
 pub mod health;
 pub mod logging;
+pub mod secrets;
 pub mod signals;
 pub mod supervisor;

@@ -40,12 +40,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => commands::run::run(args, &file, handled.as_ref().expect("blocked above")),
         Command::Health(args) => Ok(commands::health::run(args, &file)),
+        Command::Env(args) => commands::env::run(args, &file),
         Command::Version => Ok(commands::version::run()),
     }
 }
 
 fn exit_code_for(err: &anyhow::Error) -> Code {
-    if err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<agent::health::socket::BindError>().is_some() {
+    if err.downcast_ref::<ConfigError>().is_some()
+        || err.downcast_ref::<agent::health::socket::BindError>().is_some()
+        || err.downcast_ref::<agent::secrets::settings::SettingsError>().is_some()
+    {
         Code::Config
     } else {
         Code::Internal

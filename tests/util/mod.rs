@@ -254,3 +254,136 @@ impl TestApp {
 pub fn socket_name(tag: &str) -> String {
     format!("agent-test-{}-{tag}", std::process::id())
 }
+
+/// A real `moto_server` from the venv on a free 127.0.0.1 port, killed on drop.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let m = Moto { port, child };
+        wait_until(Duration::from_secs(30), "moto_server to listen", || {
+            http_get(port, "/moto-api/", Duration::from_millis(500)).is_some()
+        });
+        m
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Seeds the standard data set (tests/aws/seed.py); returns NAME -> expected value.
+    pub fn seed(&self) -> std::collections::HashMap<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = dir.path().join("expected.json");
+        let out = run(
+            {
+                let mut c = Command::new(venv().join("bin/python"));
+                c.arg(repo().join("tests/aws/seed.py")).arg(self.endpoint()).arg(&expected);
+                c
+            },
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "seed.py failed:\n{}", stderr(&out));
+        serde_json::from_str(&read(&expected)).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Points a command at a local AWS stand-in, with fake credentials and no IMDS look-ups.
+pub fn aws_env(cmd: &mut Command, endpoint: &str) {
+    for v in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// The fault-injecting proxy (tests/aws/faultproxy.py) in front of `upstream`.
+pub struct FaultProxy {
+    pub port: u16,
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, fault: &[&str]) -> FaultProxy {
+        let port = free_port();
+        let mut child = Command::new(venv().join("bin/python"))
+            .arg(repo().join("tests/aws/faultproxy.py"))
+            .arg(port.to_string())
+            .arg(upstream)
+            .args(fault)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = collect(child.stdout.take().unwrap());
+        let p = FaultProxy { port, child, out };
+        wait_until(Duration::from_secs(20), "the fault proxy to listen", || p.out.lock().unwrap().contains("ready"));
+        p
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the proxy; returns (requests, faults) it saw.
+    pub fn stop(mut self) -> (u64, u64) {
+        drop(self.child.stdin.take());
+        let _ = wait_child(&mut self.child, Duration::from_secs(10), "fault proxy");
+        let text = self.out.lock().unwrap().clone();
+        let num = |k: &str| text.split(k).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (num("requests="), num("faults="))
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a file written by `env -0`.
+pub fn read_env0(path: &Path) -> std::collections::HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    String::from_utf8(bytes)
+        .unwrap()
+        .split('\0')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Fails if any secret value (longer than 5 characters, so not "5432") appears in `text`.
+pub fn assert_no_secret_values<'a>(text: &str, values: impl IntoIterator<Item = &'a String>, what: &str) {
+    for v in values {
+        if v.len() > 5 {
+            assert!(!text.contains(v.as_str()), "a secret value leaked into {what}");
+            for line in v.lines().filter(|l| l.len() > 5) {
+                assert!(!text.contains(line), "part of a secret value leaked into {what}");
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `valueFrom`, exactly as an ECS task definition's `secrets` writes it.
+//!
+//! - SSM Parameter Store: a name (`/cruddur/backend-flask/CONNECTION_URL`), optionally with a
+//!   version or label selector (`…:3`, `…:prod`), or a full ARN
+//!   (`arn:aws:ssm:us-east-1:123456789012:parameter/cruddur/backend-flask/CONNECTION_URL`), whose
+//!   region is used for it.
+//! - Secrets Manager: a full ARN with ECS's optional suffix
+//!   `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME:json-key:version-stage:version-id`
+//!   (empty fields are skipped: `…:secret:flask-api/database:username::`). ECS needs an ARN
+//!   here; the agent also takes `secretsmanager:NAME[:json-key:version-stage:version-id]`.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reference {
+    Ssm {
+        /// The parameter name, with its selector if any (`/a/b:3`).
+        name: String,
+        region: Option<String>,
+    },
+    SecretsManager {
+        /// A name, or an ARN without ECS's suffix: what GetSecretValue takes as SecretId.
+        secret_id: String,
+        region: Option<String>,
+        json_key: Option<String>,
+        version_stage: Option<String>,
+        version_id: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("valueFrom {value:?}: {reason}")]
+pub struct ReferenceError {
+    value: String,
+    reason: String,
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|x| !x.is_empty()).map(str::to_string)
+}
+
+impl FromStr for Reference {
+    type Err = ReferenceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| ReferenceError { value: s.to_string(), reason: reason.to_string() };
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if let Some(rest) = s.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let [_partition, service, region, _account, resource] = parts[..] else {
+                return Err(err("an ARN has the form arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"));
+            };
+            let region = non_empty(Some(region));
+            return match service {
+                "ssm" => {
+                    let name = resource
+                        .strip_prefix("parameter")
+                        .ok_or_else(|| err("an SSM ARN names a parameter: …:parameter/NAME"))?;
+                    // `parameter/a/b` is `/a/b`; `parameter/name` is `name`.
+                    let name = match name.strip_prefix('/') {
+                        Some(n) if n.contains('/') => format!("/{n}"),
+                        Some(n) if !n.is_empty() => n.to_string(),
+                        _ => return Err(err("the parameter name is missing after parameter/")),
+                    };
+                    Ok(Reference::Ssm { name, region })
+                }
+                "secretsmanager" => {
+                    let mut f = resource.split(':');
+                    if f.next() != Some("secret") {
+                        return Err(err("a Secrets Manager ARN names a secret: …:secret:NAME"));
+                    }
+                    let name = f.next().filter(|n| !n.is_empty()).ok_or_else(|| err("the secret name is missing"))?;
+                    let arn_prefix = &s[..s.find(":secret:").expect("checked") + ":secret:".len()];
+                    let (json_key, version_stage, version_id) = (non_empty(f.next()), non_empty(f.next()), non_empty(f.next()));
+                    if f.next().is_some() {
+                        return Err(err("too many fields: after the name come at most json-key:version-stage:version-id"));
+                    }
+                    if version_stage.is_some() && version_id.is_some() {
+                        return Err(err("give a version stage or a version id, not both"));
+                    }
+                    Ok(Reference::SecretsManager { secret_id: format!("{arn_prefix}{name}"), region, json_key, version_stage, version_id })
+                }
+                other => Err(err(&format!("service {other:?} is not supported: use an ssm or secretsmanager ARN"))),
+            };
+        }
+        if let Some(rest) = s.strip_prefix("secretsmanager:") {
+            let mut f = rest.split(':');
+            let name = f.next().filter(|n| !n.is_empty()).ok_or_else(|| err("the secret name is missing"))?;
+            let (json_key, version_stage, version_id) = (non_empty(f.next()), non_empty(f.next()), non_empty(f.next()));
+            if f.next().is_some() {
+                return Err(err("too many fields: secretsmanager:NAME[:json-key:version-stage:version-id]"));
+            }
+            if version_stage.is_some() && version_id.is_some() {
+                return Err(err("give a version stage or a version id, not both"));
+            }
+            return Ok(Reference::SecretsManager { secret_id: name.to_string(), region: None, json_key, version_stage, version_id });
+        }
+        if s.matches(':').count() > 1 {
+            return Err(err("an SSM parameter name takes at most one :VERSION or :LABEL"));
+        }
+        Ok(Reference::Ssm { name: s.to_string(), region: None })
+    }
+}
+
+impl fmt::Display for Reference {
+    /// A short, value-free description for messages and `agent env`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Ssm { name, .. } => write!(f, "ssm:{name}"),
+            Reference::SecretsManager { secret_id, json_key, version_stage, version_id, .. } => {
+                let name = secret_id.rsplit(":secret:").next().unwrap_or(secret_id);
+                write!(f, "secretsmanager:{name}")?;
+                if let Some(k) = json_key {
+                    write!(f, "#{k}")?;
+                }
+                if let Some(v) = version_stage.as_ref().or(version_id.as_ref()) {
+                    write!(f, "@{v}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssm(name: &str, region: Option<&str>) -> Reference {
+        Reference::Ssm { name: name.into(), region: region.map(Into::into) }
+    }
+
+    #[test]
+    fn ssm_names_selectors_and_arns() {
+        assert_eq!("/cruddur/backend-flask/CONNECTION_URL".parse(), Ok(ssm("/cruddur/backend-flask/CONNECTION_URL", None)));
+        assert_eq!("/a/b:3".parse(), Ok(ssm("/a/b:3", None)));
+        assert_eq!("plain:prod".parse(), Ok(ssm("plain:prod", None)));
+        assert_eq!(
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/cruddur/backend-flask/X".parse(),
+            Ok(ssm("/cruddur/backend-flask/X", Some("eu-west-1")))
+        );
+        assert_eq!("arn:aws:ssm:us-east-1:123456789012:parameter/top".parse(), Ok(ssm("top", Some("us-east-1"))));
+        assert!("a:b:c".parse::<Reference>().is_err());
+        assert!("arn:aws:s3:::bucket".parse::<Reference>().is_err());
+        assert!("".parse::<Reference>().is_err());
+    }
+
+    #[test]
+    fn secrets_manager_arn_with_ecs_suffix() {
+        let r: Reference = "arn:aws:secretsmanager:us-east-1:123456789012:secret:flask-api/database:username::".parse().unwrap();
+        assert_eq!(
+            r,
+            Reference::SecretsManager {
+                secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:flask-api/database".into(),
+                region: Some("us-east-1".into()),
+                json_key: Some("username".into()),
+                version_stage: None,
+                version_id: None,
+            }
+        );
+        assert_eq!(r.to_string(), "secretsmanager:flask-api/database#username");
+        let r: Reference = "secretsmanager:flask-api/database::AWSPREVIOUS:".parse().unwrap();
+        assert!(matches!(r, Reference::SecretsManager { json_key: None, version_stage: Some(ref s), .. } if s == "AWSPREVIOUS"));
+        assert!("secretsmanager:x:k:AWSCURRENT:abc".parse::<Reference>().is_err(), "stage and id together");
+        assert!("arn:aws:secretsmanager:us-east-1:1:secret:x:a:b:c:d".parse::<Reference>().is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Secrets settings for `agent run` and `agent env`, layered like every other setting, with
+//! every source parsed and checked here — before any request is made.
+
+use std::time::Duration;
+
+use super::sources::{self, SourceError, Sources};
+use crate::cli::SecretsArgs;
+use crate::config::{layered, parse_duration, ConfigError, FileConfig, Key};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct SecretsConfig {
+    pub sources: Sources,
+    pub timeout: Duration,
+    pub start_jitter: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+pub fn config(a: &SecretsArgs, f: &FileConfig) -> Result<SecretsConfig, SettingsError> {
+    let mut sources = Sources::default();
+    let secrets: &[String] = if a.secrets.is_empty() { f.secrets.as_deref().unwrap_or_default() } else { &a.secrets };
+    for s in secrets {
+        sources.explicit.extend(sources::parse_secret_flag(s)?);
+    }
+    if let Some(file) = a.secrets_file.as_ref().or(f.secrets_file.as_ref()) {
+        sources.explicit.extend(sources::load_secrets_file(file)?);
+    }
+    sources::check_duplicates(&sources.explicit)?;
+    let paths: &[String] = if a.ssm_path.is_empty() { f.ssm_path.as_deref().unwrap_or_default() } else { &a.ssm_path };
+    for p in paths.iter().filter(|p| !p.trim().is_empty()) {
+        sources.paths.push(sources::parse_path(p)?);
+    }
+    if let Some(file) = a.env_file.as_ref().or(f.env_file.as_ref()) {
+        sources.env_files.push(file.clone());
+    }
+    let positive = |s: &str| parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) });
+    Ok(SecretsConfig {
+        sources,
+        timeout: layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), positive)?
+            .unwrap_or(DEFAULT_TIMEOUT),
+        start_jitter: layered(Key::run("start-jitter"), a.start_jitter.as_ref(), f.start_jitter.as_ref(), parse_duration)?
+            .unwrap_or(Duration::ZERO),
+    })
+}
+
+impl SecretsConfig {
+    /// Waits the start jitter, then resolves every source on a short-lived single-thread runtime.
+    pub fn resolve_blocking(&self) -> Result<super::Resolved, super::SecretsError> {
+        if !self.start_jitter.is_zero() {
+            let wait = self.start_jitter.mul_f64(fastrand::f64());
+            tracing::info!(wait = %humantime::format_duration(Duration::from_millis(wait.as_millis() as u64)), "start jitter");
+            std::thread::sleep(wait);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("BUG: cannot build the single-thread runtime for fetching secrets");
+        rt.block_on(super::resolve(&self.sources, self.timeout))
+    }
+}

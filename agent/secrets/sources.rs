@@ -1,0 +1,217 @@
+//! Where the child's secrets come from, before anything is fetched.
+//!
+//! - `--secret NAME=VALUEFROM` (repeatable; `AGENT_SECRETS`, one per line or comma-separated);
+//! - `--secrets-file FILE`: a container definition's `secrets` array, pasted verbatim;
+//! - `--ssm-path PATH` (repeatable): every parameter under PATH, named by its last segment;
+//! - `--env-file FILE`: dotenv, for local development with no AWS at all.
+//!
+//! A name ending in `?` (`SENTRY_DSN?=/x/y`, or `"optional": true` in the file, or a path
+//! ending in `?`) is optional: when it is missing the variable is left unset with a warning.
+//! Everything here is checked before any request is made, and every error names the entry.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::reference::Reference;
+
+/// One named secret the child will get.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub reference: Reference,
+    pub optional: bool,
+    /// Where it was declared, for messages: `--secret` or the file's path.
+    pub declared_in: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSource {
+    pub path: String,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub explicit: Vec<Entry>,
+    pub paths: Vec<PathSource>,
+    pub env_files: Vec<PathBuf>,
+}
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.explicit.is_empty() && self.paths.is_empty() && self.env_files.is_empty()
+    }
+
+    pub fn needs_aws(&self) -> bool {
+        !self.explicit.is_empty() || !self.paths.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SourceError {
+    #[error("{origin}: {entry:?} is not NAME=VALUEFROM (for example DB_PASSWORD=/app/db/password)")]
+    Shape { origin: String, entry: String },
+    #[error("{origin}: {name:?} is not a valid environment variable name (letters, digits and _, not starting with a digit)")]
+    BadName { origin: String, name: String },
+    #[error("{origin}: {reference}")]
+    Reference { origin: String, reference: super::reference::ReferenceError },
+    #[error("{name} is declared twice: in {first} and in {second}")]
+    Duplicate { name: String, first: String, second: String },
+    #[error("secrets file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("--ssm-path {path:?}: a path starts with / (for example /cruddur/backend-flask)")]
+    BadPath { path: String },
+}
+
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// `NAME` or `NAME?` (optional).
+fn name_and_optional(raw: &str) -> (String, bool) {
+    let raw = raw.trim();
+    match raw.strip_suffix('?') {
+        Some(n) => (n.trim().to_string(), true),
+        None => (raw.to_string(), false),
+    }
+}
+
+fn entry(origin: &str, name: &str, value_from: &str, optional: bool) -> Result<Entry, SourceError> {
+    if !valid_env_name(name) {
+        return Err(SourceError::BadName { origin: origin.to_string(), name: name.to_string() });
+    }
+    let reference = value_from.parse().map_err(|reference| SourceError::Reference { origin: origin.to_string(), reference })?;
+    Ok(Entry { name: name.to_string(), reference, optional, declared_in: origin.to_string() })
+}
+
+/// One `--secret NAME=VALUEFROM` (the variable `AGENT_SECRETS` may hold several per line).
+pub fn parse_secret_flag(raw: &str) -> Result<Vec<Entry>, SourceError> {
+    raw.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|item| {
+            let (name, value_from) = item
+                .split_once('=')
+                .ok_or_else(|| SourceError::Shape { origin: "--secret".into(), entry: item.to_string() })?;
+            let (name, optional) = name_and_optional(name);
+            entry("--secret", &name, value_from, optional)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    name: String,
+    #[serde(rename = "valueFrom")]
+    value_from: String,
+    #[serde(default)]
+    optional: bool,
+}
+
+/// A container definition's `secrets` array: `[{"name": "...", "valueFrom": "..."}]`. A whole
+/// container definition (an object with a `secrets` key) is accepted too.
+pub fn load_secrets_file(path: &Path) -> Result<Vec<Entry>, SourceError> {
+    let file_err = |message: String| SourceError::File { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
+    let array = match json {
+        serde_json::Value::Object(mut o) if o.contains_key("secrets") => o.remove("secrets").expect("checked"),
+        other => other,
+    };
+    let items: Vec<FileEntry> = serde_json::from_value(array).map_err(|e| {
+        file_err(format!("expected the ECS secrets array [{{\"name\": ..., \"valueFrom\": ...}}]: {e}"))
+    })?;
+    let origin = path.display().to_string();
+    items
+        .into_iter()
+        .map(|i| {
+            let (name, optional) = name_and_optional(&i.name);
+            entry(&origin, &name, &i.value_from, optional || i.optional)
+        })
+        .collect()
+}
+
+pub fn parse_path(raw: &str) -> Result<PathSource, SourceError> {
+    let (path, optional) = name_and_optional(raw);
+    if !path.starts_with('/') {
+        return Err(SourceError::BadPath { path });
+    }
+    Ok(PathSource { path, optional })
+}
+
+/// Rejects a name declared twice among the explicit entries (ECS rejects that too).
+pub fn check_duplicates(entries: &[Entry]) -> Result<(), SourceError> {
+    for (i, a) in entries.iter().enumerate() {
+        if let Some(b) = entries[i + 1..].iter().find(|b| b.name == a.name) {
+            return Err(SourceError::Duplicate {
+                name: a.name.clone(),
+                first: format!("{} ({})", a.declared_in, a.reference),
+                second: format!("{} ({})", b.declared_in, b.reference),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a dotenv file: `NAME=value`, quotes, `export`, comments, as dotenvy reads them.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, super::SecretValue)>, SourceError> {
+    let file_err = |message: String| SourceError::File { path: path.to_owned(), message };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| file_err(describe_dotenv(e)))?;
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| file_err(describe_dotenv(e)))?;
+        if !valid_env_name(&k) {
+            return Err(SourceError::BadName { origin: path.display().to_string(), name: k });
+        }
+        out.push((k, super::SecretValue::new(v)));
+    }
+    Ok(out)
+}
+
+/// dotenvy's parse errors quote the offending line, which may hold a value: keep only where.
+fn describe_dotenv(e: dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, index) => format!("cannot parse it at character {index} (the line is not shown: it may hold a secret)"),
+        dotenvy::Error::Io(io) => io.to_string(),
+        other => {
+            let _ = other;
+            "cannot read it as a dotenv file".to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flags() {
+        let e = parse_secret_flag("DB_PASSWORD=/app/db/password").unwrap();
+        assert_eq!((e[0].name.as_str(), e[0].optional), ("DB_PASSWORD", false));
+        let e = parse_secret_flag("SENTRY_DSN?=/app/sentry\nOTHER=/x").unwrap();
+        assert_eq!((e[0].name.as_str(), e[0].optional, e.len()), ("SENTRY_DSN", true, 2));
+        assert!(matches!(parse_secret_flag("NOEQUALS"), Err(SourceError::Shape { .. })));
+        assert!(matches!(parse_secret_flag("1BAD=/x"), Err(SourceError::BadName { .. })));
+        assert!(matches!(parse_secret_flag("OK=a:b:c"), Err(SourceError::Reference { .. })));
+    }
+
+    #[test]
+    fn duplicates_are_named_with_both_places() {
+        let mut e = parse_secret_flag("A=/x").unwrap();
+        e.extend(parse_secret_flag("A=/y").unwrap());
+        let err = check_duplicates(&e).unwrap_err().to_string();
+        assert!(err.contains("A is declared twice") && err.contains("ssm:/x") && err.contains("ssm:/y"), "{err}");
+    }
+
+    #[test]
+    fn env_file_errors_never_show_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, "GOOD=1\nBROKEN='hunter2\n").unwrap();
+        let err = read_env_file(&p).unwrap_err().to_string();
+        assert!(!err.contains("hunter2") && err.contains(".env"), "{err}");
+    }
+}
