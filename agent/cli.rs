@@ -129,6 +129,14 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_SECRETS_DIR", value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
 
+    /// Re-read the secrets this often (±10%) and act on a change per --on-change [default: off]
+    #[arg(long, env = "AGENT_REFRESH_INTERVAL", value_name = "DURATION")]
+    pub refresh_interval: Option<String>,
+
+    /// On a secrets change: restart (graceful stop, start with new values), signal:SIG, or exit [default: restart]
+    #[arg(long, env = "AGENT_ON_CHANGE", value_name = "ACTION")]
+    pub on_change: Option<String>,
+
     #[command(flatten)]
     pub health: HealthRunArgs,
 

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub start_jitter: Option<String>,
     pub no_override: Option<bool>,
     pub secrets_dir: Option<PathBuf>,
+    pub refresh_interval: Option<String>,
+    pub on_change: Option<String>,
 }
 
 impl FileConfig {

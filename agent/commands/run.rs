@@ -10,34 +10,10 @@ use crate::cli::{agent_env_vars, RunArgs};
 use crate::config::{self, FileConfig};
 use crate::exit::Code;
 use crate::health;
-use crate::secrets::{self, Resolved};
+use crate::config::{layered, parse_duration, Key};
+use crate::secrets::refresh::{self, OnChange, Refresher};
+use crate::secrets;
 use crate::supervisor::{self, ChildSpec, Supervisor};
-
-/// The child's variables from the resolved secrets, honouring `--no-override`, with one info line
-/// naming (never showing) what was loaded and what replaced or kept an inherited variable.
-fn child_env(resolved: Resolved, no_override: bool) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-    let mut env = Vec::new();
-    let (mut overridden, mut kept) = (Vec::new(), Vec::new());
-    let names: Vec<&str> = resolved.vars.iter().map(|v| v.name.as_str()).collect();
-    info!(count = names.len(), names = %names.join(","), "loaded secrets");
-    for var in &resolved.vars {
-        if std::env::var_os(&var.name).is_some() {
-            if no_override {
-                kept.push(var.name.clone());
-                continue;
-            }
-            overridden.push(var.name.clone());
-        }
-        env.push((var.name.clone().into(), var.value.expose().into()));
-    }
-    if !overridden.is_empty() {
-        info!(names = %overridden.join(","), "secrets override inherited variables of the same name");
-    }
-    if !kept.is_empty() {
-        info!(names = %kept.join(","), "--no-override: inherited variables kept over secrets of the same name");
-    }
-    env
-}
 
 /// `handled` is the signal set `main` blocked before anything else happened.
 pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Result<ExitCode> {
@@ -46,11 +22,22 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     let secrets_cfg = secrets::settings::config(&args.secrets, file)?;
     let no_override = args.no_override || file.no_override.unwrap_or(false);
     let secrets_dir = args.secrets_dir.clone().or_else(|| file.secrets_dir.clone());
+    let refresh_interval = layered(Key::run("refresh-interval"), args.refresh_interval.as_ref(), file.refresh_interval.as_ref(), |s| {
+        parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) })
+    })?;
+    let on_change = layered(Key::run("on-change"), args.on_change.as_ref(), file.on_change.as_ref(), |s| s.parse::<OnChange>())?
+        .unwrap_or(OnChange::Restart);
     supervisor::adopt_orphans();
     let health = health::start(health_cfg)?;
 
+    let mut control = None;
+    // Dropped when `run` returns, which stops the refresher.
+    let (_refresh_stop, refresh_stop_rx) = std::sync::mpsc::channel::<()>();
     let mut spec = ChildSpec::new(&args.command);
     spec.env_remove = agent_env_vars();
+    if refresh_interval.is_some() && secrets_cfg.sources.is_empty() {
+        tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
+    }
     if !secrets_cfg.sources.is_empty() {
         let resolved = match secrets_cfg.resolve_blocking() {
             Ok(r) => r,
@@ -62,10 +49,28 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         if let Some(dir) = &secrets_dir {
             secrets::files::write_all(dir, &resolved).with_context(|| format!("--secrets-dir {}", dir.display()))?;
         }
-        spec.env = child_env(resolved, no_override);
+        spec.env = secrets::child_env(&resolved, no_override);
+        if let Some(interval) = refresh_interval {
+            let (tx, rx) = supervisor::control::channel().context("cannot create the control pipe")?;
+            control = Some(rx);
+            let refresher = Refresher {
+                cfg: secrets_cfg.clone(),
+                interval,
+                on_change,
+                no_override,
+                secrets_dir: secrets_dir.clone(),
+                last: refresh::snapshot(&resolved),
+                control: tx,
+            };
+            refresher.spawn(refresh_stop_rx);
+            info!(interval = %humantime::format_duration(interval), on_change = ?on_change, "refreshing secrets");
+        }
     }
 
-    let mut sup = Supervisor::new(&cfg, &spec, handled).context("cannot set up signal handling (signalfd)")?;
+    let mut sup = Supervisor::new(&cfg, spec, handled).context("cannot set up signal handling (signalfd)")?;
+    if let Some(rx) = control {
+        sup = sup.with_control(rx);
+    }
     if let Some(h) = &health {
         sup = sup.with_events(h.state.as_ref());
     }

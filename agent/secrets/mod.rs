@@ -11,6 +11,7 @@
 mod aws;
 pub mod files;
 pub mod reference;
+pub mod refresh;
 mod secretsmanager;
 pub mod settings;
 pub mod sources;
@@ -295,6 +296,32 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
         return Err(SecretsError::Failed(failures));
     }
     Ok(Resolved { vars: vars.into_values().collect() })
+}
+
+/// The child's variables from the resolved secrets, honouring `--no-override`, with one info
+/// line naming (never showing) what was loaded and what replaced or kept an inherited variable.
+pub fn child_env(resolved: &Resolved, no_override: bool) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env = Vec::new();
+    let (mut overridden, mut kept) = (Vec::new(), Vec::new());
+    let names: Vec<&str> = resolved.vars.iter().map(|v| v.name.as_str()).collect();
+    tracing::info!(count = names.len(), names = %names.join(","), "loaded secrets");
+    for var in &resolved.vars {
+        if std::env::var_os(&var.name).is_some() {
+            if no_override {
+                kept.push(var.name.clone());
+                continue;
+            }
+            overridden.push(var.name.clone());
+        }
+        env.push((var.name.clone().into(), var.value.expose().into()));
+    }
+    if !overridden.is_empty() {
+        tracing::info!(names = %overridden.join(","), "secrets override inherited variables of the same name");
+    }
+    if !kept.is_empty() {
+        tracing::info!(names = %kept.join(","), "--no-override: inherited variables kept over secrets of the same name");
+    }
+    env
 }
 
 fn failure(e: &Entry, reason: Reason, region: &str, action: &str, resource: &str) -> Failure {

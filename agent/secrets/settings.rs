@@ -59,6 +59,11 @@ impl SecretsConfig {
             tracing::info!(wait = %humantime::format_duration(Duration::from_millis(wait.as_millis() as u64)), "start jitter");
             std::thread::sleep(wait);
         }
+        self.resolve_now()
+    }
+
+    /// Resolves every source now, on a short-lived single-thread runtime.
+    pub fn resolve_now(&self) -> Result<super::Resolved, super::SecretsError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

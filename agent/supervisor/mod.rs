@@ -14,6 +14,7 @@
 //! 4. the agent returns only when it has no child left at all, so nothing is orphaned to the
 //!    kernel's SIGKILL when PID 1 exits.
 
+pub mod control;
 mod procs;
 mod reaper;
 pub mod spawn;
@@ -30,6 +31,7 @@ use crate::cli::{RestartPolicy, SignalTarget};
 use crate::config::RunConfig;
 use crate::exit::code_of_status;
 use crate::signals::{self, Signo};
+pub use control::{Control, ControlReceiver, ControlSender};
 pub use spawn::{ChildSpec, SpawnError};
 
 /// After a SIGKILL round, how often to look again for processes that forked in the meantime.
@@ -59,6 +61,14 @@ struct End {
     killed: bool,
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// Blocks every signal the agent handles, in the calling thread and so in every thread it
 /// starts later. Call it first thing, before any thread or child exists.
 pub fn block_signals() -> nix::Result<SigSet> {
@@ -82,18 +92,28 @@ pub fn adopt_orphans() {
 
 pub struct Supervisor<'a> {
     cfg: &'a RunConfig,
-    spec: &'a ChildSpec,
+    spec: ChildSpec,
     signals: SignalFd,
     /// Set once SIGTERM/SIGINT arrived: when everything left gets SIGKILL.
     stop_deadline: Option<Instant>,
     events: Option<&'a dyn ChildEvents>,
+    control: Option<ControlReceiver>,
+    /// A `Control::Restart` in progress: the environment for the next child, and when the
+    /// current one is SIGKILLed if it has not exited.
+    replacement: Option<(Vec<(std::ffi::OsString, std::ffi::OsString)>, Instant)>,
 }
 
 impl<'a> Supervisor<'a> {
     /// `handled` must be the set returned by [`block_signals`].
-    pub fn new(cfg: &'a RunConfig, spec: &'a ChildSpec, handled: &SigSet) -> nix::Result<Self> {
+    pub fn new(cfg: &'a RunConfig, spec: ChildSpec, handled: &SigSet) -> nix::Result<Self> {
         let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None })
+        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None })
+    }
+
+    /// Takes commands from other threads (see `control.rs`).
+    pub fn with_control(mut self, control: ControlReceiver) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Tells `events` when the child starts, exits, and when a stop begins.
@@ -107,12 +127,19 @@ impl<'a> Supervisor<'a> {
         let mut restarts = 0u32;
         let mut delay = self.cfg.restart_backoff;
         loop {
-            let child = spawn::spawn(self.spec)?;
+            let child = spawn::spawn(&self.spec)?;
             info!(pid = child.as_raw(), program = %self.spec.program_name(), "started child");
             if let Some(e) = self.events {
                 e.started(child.as_raw());
             }
             let end = self.watch(child);
+            if let Some((env, _)) = self.replacement.take() {
+                if self.stop_deadline.is_none() {
+                    info!("starting the child again with refreshed secrets");
+                    self.spec.env = env;
+                    continue;
+                }
+            }
             let code = code_of_status(end.status);
             let wants_restart =
                 self.cfg.restart == RestartPolicy::OnFailure && code != 0 && self.stop_deadline.is_none();
@@ -161,7 +188,8 @@ impl<'a> Supervisor<'a> {
         let mut next_rekill = Instant::now();
         loop {
             let now = Instant::now();
-            let due = if status.is_none() { self.stop_deadline } else { leftovers_deadline };
+            let replace_due = self.replacement.as_ref().map(|(_, d)| *d);
+            let due = if status.is_none() { earliest(self.stop_deadline, replace_due) } else { leftovers_deadline };
             if !killed && due.is_some_and(|d| now >= d) {
                 killed = true;
                 let n = self.kill_everything(child, status.is_none());
@@ -188,6 +216,10 @@ impl<'a> Supervisor<'a> {
                 if let (Some(d), Some(stop)) = (leftovers_deadline, self.stop_deadline) {
                     leftovers_deadline = Some(d.min(stop));
                 }
+            }
+            let commands = self.control.as_ref().map(ControlReceiver::drain).unwrap_or_default();
+            for c in commands {
+                self.on_control(c, child, status.is_none());
             }
 
             let reaped = reaper::reap(status.is_none().then_some(child));
@@ -243,12 +275,57 @@ impl<'a> Supervisor<'a> {
             debug!(signal = %sig, "dropped by --rewrite-signal");
             return;
         };
+        let delivered = self.send_to_child(child, to);
+        debug!(signal = %sig, sent = %to, child = child.as_raw(), delivered, "forwarded");
+    }
+
+    /// Handles one command from another thread while `child` runs (or has just exited).
+    fn on_control(&mut self, c: Control, child: Pid, child_alive: bool) {
+        match c {
+            Control::Signal(sig) if child_alive => {
+                info!(signal = %sig, "sending the child a signal (--on-change)");
+                self.send_to_child(child, sig);
+            }
+            Control::Signal(_) => {}
+            Control::Exit => {
+                if self.stop_deadline.is_none() {
+                    self.stop_deadline = Some(Instant::now() + self.cfg.stop_timeout);
+                    if let Some(e) = self.events {
+                        e.stopping();
+                    }
+                    info!("stopping the child and exiting (--on-change exit)");
+                    if let (true, Some(to)) = (child_alive, self.cfg.rewrites.apply(Signo(libc::SIGTERM))) {
+                        self.send_to_child(child, to);
+                    }
+                }
+            }
+            Control::Restart(env) => {
+                if self.stop_deadline.is_some() {
+                    return;
+                }
+                let first = self.replacement.is_none();
+                let deadline = self.replacement.as_ref().map_or(Instant::now() + self.cfg.stop_timeout, |(_, d)| *d);
+                self.replacement = Some((env, deadline));
+                if first && child_alive {
+                    info!(
+                        stop_timeout = %humantime::format_duration(self.cfg.stop_timeout),
+                        "stopping the child to start it with refreshed secrets (--on-change restart)"
+                    );
+                    if let Some(to) = self.cfg.rewrites.apply(Signo(libc::SIGTERM)) {
+                        self.send_to_child(child, to);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the child or its group, per `--signal-target`.
+    fn send_to_child(&self, child: Pid, sig: Signo) -> bool {
         let target = match self.cfg.signal_target {
             SignalTarget::Child => child,
             SignalTarget::Group => Pid::from_raw(-child.as_raw()),
         };
-        let delivered = procs::send(target, to);
-        debug!(signal = %sig, sent = %to, target = target.as_raw(), delivered, "forwarded");
+        procs::send(target, sig)
     }
 
     /// SIGKILL to the child's group (while it lives) and to every descendant of the agent.
@@ -275,7 +352,7 @@ impl<'a> Supervisor<'a> {
         true
     }
 
-    /// Sleeps until the signalfd is readable or `until` passes.
+    /// Sleeps until the signalfd (or the control pipe) is readable or `until` passes.
     fn wait(&self, until: Option<Instant>) {
         let timeout_ms = until.map_or(-1, |t| {
             let left = t.saturating_duration_since(Instant::now());
@@ -283,9 +360,13 @@ impl<'a> Supervisor<'a> {
             left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)).min(i32::MAX as u128)
                 as i32
         });
-        let mut fd = libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd; EINTR and errors just lead back to the loop.
-        unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+        let mut fds = [
+            libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.control.as_ref().map_or(-1, ControlReceiver::fd), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: valid pollfds (a negative fd is ignored by poll); EINTR and errors just lead
+        // back to the loop.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
     }
 
     fn next_signal(&self) -> Option<Signo> {

@@ -328,7 +328,10 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: &str, fault: &[&str]) -> FaultProxy {
-        let port = free_port();
+        Self::start_on(free_port(), upstream, fault)
+    }
+
+    pub fn start_on(port: u16, upstream: &str, fault: &[&str]) -> FaultProxy {
         let mut child = Command::new(venv().join("bin/python"))
             .arg(repo().join("tests/aws/faultproxy.py"))
             .arg(port.to_string())
