@@ -28,6 +28,39 @@ def get(port, path, timeout=5):
         return r.status, r.read().decode()
 
 
+CRUDDUR_PARAMS = {
+    "AWS_ACCESS_KEY_ID": "AKIADEMODEMODEMO0001",
+    "AWS_SECRET_ACCESS_KEY": "demo-secret-access-key-not-real",
+    "CONNECTION_URL": "postgresql://cruddur:demo-password@db:5432/cruddur",
+    "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=demo-honeycomb-key",
+}
+
+
+def start_moto(venv_bin):
+    """A local AWS stand-in, seeded like the Cruddur account."""
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(venv_bin, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("demo: moto_server did not start")
+            time.sleep(0.1)
+    import boto3
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    ssm = boto3.client("ssm", **kw)
+    for name, value in CRUDDUR_PARAMS.items():
+        ssm.put_parameter(Name=f"/cruddur/backend-flask/{name}", Value=value, Type="SecureString")
+    boto3.client("secretsmanager", **kw).create_secret(
+        Name="flask-api/database", SecretString=json.dumps({"username": "cruddur", "password": "demo-db-password"}))
+    return proc, endpoint
+
+
 def wait_healthy(port, agent, deadline_s=30):
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -50,14 +83,23 @@ def main():
     agent_bin = os.environ["DEMO_AGENT_BIN"]
     port = args.port or free_port()
     venv_bin = os.path.dirname(sys.executable)
+    moto, endpoint = start_moto(venv_bin)
+    print(f"demo: moto_server (local AWS) at {endpoint}, seeded with /cruddur/backend-flask/* and flask-api/database",
+          flush=True)
     env = dict(os.environ, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2",
-               PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+               PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""),
+               AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
     health_socket = f"agent-demo-{os.getpid()}"
     cmd = [agent_bin, "run", "--stop-timeout", "25s",
+           "--ssm-path", "/cruddur/backend-flask",
+           "--secret", "DB_USERNAME=secretsmanager:flask-api/database:username::",
+           "--secret", "DB_PASSWORD=arn:aws:secretsmanager:us-east-1:123456789012:secret:flask-api/database:password::",
            "--health-url", f"http://127.0.0.1:{port}/api/health-check", "--health-socket", health_socket,
            "--wait-ready", "--",
            "gunicorn", "-c", os.path.join(APP, "gunicorn.conf.py"), "--chdir", APP, "app:app"]
-    print(f"demo: starting agent run --health-url ... --wait-ready -- gunicorn ... on 127.0.0.1:{port}", flush=True)
+    print(f"demo: starting agent run --ssm-path /cruddur/backend-flask --secret ... --health-url ... --wait-ready "
+          f"-- gunicorn ... on 127.0.0.1:{port}", flush=True)
     started = time.monotonic()
     agent = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
 
@@ -69,6 +111,11 @@ def main():
             status, body = get(port, path)
             results[path] = status
             print(f"demo: GET {path} -> {status} {body[:60]!r}", flush=True)
+        status, body = get(port, "/api/config-check")
+        loaded = json.loads(body)
+        results["secrets_in_app"] = sorted(k for k, v in loaded.items() if v)
+        results["secrets_missing"] = sorted(k for k, v in loaded.items() if not v)
+        print(f"demo: the app sees these secrets (names only): {', '.join(results['secrets_in_app'])}", flush=True)
         health = subprocess.run([agent_bin, "health", "--socket", health_socket],
                                 capture_output=True, text=True, timeout=10)
         results["agent_health"] = health.returncode
@@ -88,7 +135,9 @@ def main():
         code = agent.returncode
         results["agent_exit_code"] = code
 
-    ok = (code == 0 and results.get("agent_health") == 0
+    moto.terminate()
+    moto.wait()
+    ok = (code == 0 and results.get("agent_health") == 0 and results.get("secrets_in_app") and not results.get("secrets_missing")
           and all(v == 200 for k, v in results.items() if k.startswith("/")))
     print("demo: summary " + json.dumps(results), flush=True)
     print("demo: " + ("OK" if ok else "FAILED"), flush=True)

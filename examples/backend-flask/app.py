@@ -31,6 +31,17 @@ def message_groups():
     return jsonify([{"uuid": "24b95582-9e7b-4e0a-9ad1-639773ab7552", "display_name": "Andrew Brown", "handle": "andrewbrown"}])
 
 
+# The variables the agent is expected to load from Parameter Store and Secrets Manager.
+EXPECTED_SECRETS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONNECTION_URL", "OTEL_EXPORTER_OTLP_HEADERS",
+                    "DB_USERNAME", "DB_PASSWORD"]
+
+
+@app.get("/api/config-check")
+def config_check():
+    """Which expected variables are set: names only, never values."""
+    return jsonify({name: bool(os.environ.get(name)) for name in EXPECTED_SECRETS})
+
+
 @app.get("/api/slow")
 def slow():
     seconds = min(float(request.args.get("seconds", "1")), 30.0)
