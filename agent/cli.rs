@@ -20,15 +20,15 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// TOML config file; its keys are the long option names (for example `stop-timeout = "25s"`).
-    #[arg(long, global = true, env = "AGENT_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "AGENT_CONFIG", hide_env_values = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Format of the agent's own log lines on stderr [default: text]
-    #[arg(long, global = true, env = "AGENT_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(long, global = true, env = "AGENT_LOG_FORMAT", hide_env_values = true, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
     /// Least severe level of the agent's own log lines [default: info]
-    #[arg(long, global = true, env = "AGENT_LOG_LEVEL", value_name = "LEVEL")]
+    #[arg(long, global = true, env = "AGENT_LOG_LEVEL", hide_env_values = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
     #[command(subcommand)]
@@ -53,27 +53,27 @@ pub enum Command {
 pub struct SecretsArgs {
     /// Set NAME from VALUEFROM, an SSM parameter name or ARN or a Secrets Manager ARN, as in an ECS
     /// task definition; NAME? makes it optional (repeatable; env: one per line or comma-separated)
-    #[arg(long = "secret", env = "AGENT_SECRETS", value_name = "NAME=VALUEFROM", value_delimiter = ',')]
+    #[arg(long = "secret", env = "AGENT_SECRETS", hide_env_values = true, value_name = "NAME=VALUEFROM", value_delimiter = ',')]
     pub secrets: Vec<String>,
 
     /// A container definition's `secrets` JSON array, pasted verbatim
-    #[arg(long, env = "AGENT_SECRETS_FILE", value_name = "FILE")]
+    #[arg(long, env = "AGENT_SECRETS_FILE", hide_env_values = true, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
 
     /// Every SSM parameter under PATH, recursively, named by its last segment; PATH? may be empty (repeatable)
-    #[arg(long, env = "AGENT_SSM_PATH", value_name = "PATH", value_delimiter = ',')]
+    #[arg(long, env = "AGENT_SSM_PATH", hide_env_values = true, value_name = "PATH", value_delimiter = ',')]
     pub ssm_path: Vec<String>,
 
     /// A dotenv file, for local development with no AWS
-    #[arg(long, env = "AGENT_ENV_FILE", value_name = "FILE")]
+    #[arg(long, env = "AGENT_ENV_FILE", hide_env_values = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
     /// Give up fetching secrets after this long, retries included [default: 60s]
-    #[arg(long, env = "AGENT_SECRETS_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_SECRETS_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub secrets_timeout: Option<String>,
 
     /// Wait a random time up to this long before fetching, so a fleet does not start at once [default: 0s]
-    #[arg(long, env = "AGENT_START_JITTER", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_START_JITTER", hide_env_values = true, value_name = "DURATION")]
     pub start_jitter: Option<String>,
 }
 
@@ -87,54 +87,54 @@ pub struct EnvArgs {
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
     /// How long to wait after forwarding SIGTERM/SIGINT before SIGKILL of everything left [default: 25s]
-    #[arg(long, env = "AGENT_STOP_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_STOP_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub stop_timeout: Option<String>,
 
     /// After the child exits on its own, how long its leftover descendants get between SIGTERM and SIGKILL [default: 2s]
-    #[arg(long, env = "AGENT_ORPHAN_GRACE", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_ORPHAN_GRACE", hide_env_values = true, value_name = "DURATION")]
     pub orphan_grace: Option<String>,
 
     /// Who receives forwarded signals: the child only, or the child's whole process group [default: child]
-    #[arg(long, env = "AGENT_SIGNAL_TARGET", value_name = "TARGET")]
+    #[arg(long, env = "AGENT_SIGNAL_TARGET", hide_env_values = true, value_name = "TARGET")]
     pub signal_target: Option<SignalTarget>,
 
     /// Rewrite a forwarded signal, FROM:TO, where TO may be `drop` (repeatable; env: comma-separated)
-    #[arg(long, env = "AGENT_REWRITE_SIGNAL", value_name = "FROM:TO", value_delimiter = ',')]
+    #[arg(long, env = "AGENT_REWRITE_SIGNAL", hide_env_values = true, value_name = "FROM:TO", value_delimiter = ',')]
     pub rewrite_signal: Vec<String>,
 
     /// Report the child's exit code FROM as TO, for example 143:0 (repeatable; env: comma-separated)
-    #[arg(long, env = "AGENT_MAP_EXIT", value_name = "FROM:TO", value_delimiter = ',')]
+    #[arg(long, env = "AGENT_MAP_EXIT", hide_env_values = true, value_name = "FROM:TO", value_delimiter = ',')]
     pub map_exit: Vec<String>,
 
     /// Restart the child when it fails on its own; never after a stop the agent was asked for [default: never]
-    #[arg(long, env = "AGENT_RESTART", value_name = "POLICY")]
+    #[arg(long, env = "AGENT_RESTART", hide_env_values = true, value_name = "POLICY")]
     pub restart: Option<RestartPolicy>,
 
     /// With --restart on-failure: how many restarts at most [default: 5]
-    #[arg(long, env = "AGENT_MAX_RESTARTS", value_name = "N")]
+    #[arg(long, env = "AGENT_MAX_RESTARTS", hide_env_values = true, value_name = "N")]
     pub max_restarts: Option<u32>,
 
     /// With --restart on-failure: the first delay, doubled after each restart up to 1m [default: 1s]
-    #[arg(long, env = "AGENT_RESTART_BACKOFF", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_RESTART_BACKOFF", hide_env_values = true, value_name = "DURATION")]
     pub restart_backoff: Option<String>,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
 
     /// Keep inherited variables that a secret of the same name would override
-    #[arg(long, env = "AGENT_NO_OVERRIDE")]
+    #[arg(long, env = "AGENT_NO_OVERRIDE", hide_env_values = true)]
     pub no_override: bool,
 
     /// Also write each secret to DIR/NAME (mode 0400), for apps that read secrets from files
-    #[arg(long, env = "AGENT_SECRETS_DIR", value_name = "DIR")]
+    #[arg(long, env = "AGENT_SECRETS_DIR", hide_env_values = true, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
 
     /// Re-read the secrets this often (±10%) and act on a change per --on-change [default: off]
-    #[arg(long, env = "AGENT_REFRESH_INTERVAL", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_REFRESH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
     pub refresh_interval: Option<String>,
 
     /// On a secrets change: restart (graceful stop, start with new values), signal:SIG, or exit [default: restart]
-    #[arg(long, env = "AGENT_ON_CHANGE", value_name = "ACTION")]
+    #[arg(long, env = "AGENT_ON_CHANGE", hide_env_values = true, value_name = "ACTION")]
     pub on_change: Option<String>,
 
     #[command(flatten)]
@@ -150,48 +150,48 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct HealthRunArgs {
     /// Probe the app with GET URL (plain http), for example http://127.0.0.1:4567/api/health-check
-    #[arg(long, env = "AGENT_HEALTH_URL", value_name = "URL", conflicts_with = "health_tcp")]
+    #[arg(long, env = "AGENT_HEALTH_URL", hide_env_values = true, value_name = "URL", conflicts_with = "health_tcp")]
     pub health_url: Option<String>,
 
     /// Probe the app by connecting to HOST:PORT
-    #[arg(long, env = "AGENT_HEALTH_TCP", value_name = "HOST:PORT")]
+    #[arg(long, env = "AGENT_HEALTH_TCP", hide_env_values = true, value_name = "HOST:PORT")]
     pub health_tcp: Option<String>,
 
     /// HTTP statuses that count as healthy, like 200-399 or 200,204 [default: 200-399]
-    #[arg(long, env = "AGENT_HEALTH_STATUS", value_name = "SET")]
+    #[arg(long, env = "AGENT_HEALTH_STATUS", hide_env_values = true, value_name = "SET")]
     pub health_status: Option<String>,
 
     /// Host header for the HTTP probe [default: the URL's host]
-    #[arg(long, env = "AGENT_HEALTH_HOST", value_name = "HOST")]
+    #[arg(long, env = "AGENT_HEALTH_HOST", hide_env_values = true, value_name = "HOST")]
     pub health_host: Option<String>,
 
     /// Text the HTTP probe's response body must contain
-    #[arg(long, env = "AGENT_HEALTH_BODY", value_name = "TEXT")]
+    #[arg(long, env = "AGENT_HEALTH_BODY", hide_env_values = true, value_name = "TEXT")]
     pub health_body: Option<String>,
 
     /// Time between probes once the app has passed one [default: 10s]
-    #[arg(long, env = "AGENT_HEALTH_INTERVAL", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_HEALTH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
     pub health_interval: Option<String>,
 
     /// How long one probe may take [default: 2s]
-    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub health_timeout: Option<String>,
 
     /// Failures before the app's first passing probe, within this time, do not count [default: 0s]
-    #[arg(long, env = "AGENT_HEALTH_START_PERIOD", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_HEALTH_START_PERIOD", hide_env_values = true, value_name = "DURATION")]
     pub health_start_period: Option<String>,
 
     /// Consecutive counted failures that make the app unhealthy [default: 3]
-    #[arg(long, env = "AGENT_HEALTH_RETRIES", value_name = "N")]
+    #[arg(long, env = "AGENT_HEALTH_RETRIES", hide_env_values = true, value_name = "N")]
     pub health_retries: Option<u32>,
 
     /// Where the supervisor serves its health state: an abstract socket NAME, or a /PATH
     /// [default: agent-health-<pid namespace id>; served when a probe is set or this is given]
-    #[arg(long, env = "AGENT_HEALTH_SOCKET", value_name = "NAME")]
+    #[arg(long, env = "AGENT_HEALTH_SOCKET", hide_env_values = true, value_name = "NAME")]
     pub health_socket: Option<String>,
 
     /// Probe every 100 ms until the first pass and log `ready after N ms`
-    #[arg(long, env = "AGENT_WAIT_READY")]
+    #[arg(long, env = "AGENT_WAIT_READY", hide_env_values = true)]
     pub wait_ready: bool,
 }
 
@@ -199,31 +199,31 @@ pub struct HealthRunArgs {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Probe GET URL directly when no supervisor answers
-    #[arg(long, env = "AGENT_HEALTH_URL", value_name = "URL", conflicts_with = "tcp")]
+    #[arg(long, env = "AGENT_HEALTH_URL", hide_env_values = true, value_name = "URL", conflicts_with = "tcp")]
     pub url: Option<String>,
 
     /// Probe HOST:PORT directly when no supervisor answers
-    #[arg(long, env = "AGENT_HEALTH_TCP", value_name = "HOST:PORT")]
+    #[arg(long, env = "AGENT_HEALTH_TCP", hide_env_values = true, value_name = "HOST:PORT")]
     pub tcp: Option<String>,
 
     /// HTTP statuses that count as healthy for the direct probe [default: 200-399]
-    #[arg(long, env = "AGENT_HEALTH_STATUS", value_name = "SET")]
+    #[arg(long, env = "AGENT_HEALTH_STATUS", hide_env_values = true, value_name = "SET")]
     pub status: Option<String>,
 
     /// Host header for the direct HTTP probe
-    #[arg(long, env = "AGENT_HEALTH_HOST", value_name = "HOST")]
+    #[arg(long, env = "AGENT_HEALTH_HOST", hide_env_values = true, value_name = "HOST")]
     pub host: Option<String>,
 
     /// Text the direct probe's response body must contain
-    #[arg(long, env = "AGENT_HEALTH_BODY", value_name = "TEXT")]
+    #[arg(long, env = "AGENT_HEALTH_BODY", hide_env_values = true, value_name = "TEXT")]
     pub body: Option<String>,
 
     /// The supervisor's health socket (as given to `agent run`)
-    #[arg(long, env = "AGENT_HEALTH_SOCKET", value_name = "NAME")]
+    #[arg(long, env = "AGENT_HEALTH_SOCKET", hide_env_values = true, value_name = "NAME")]
     pub socket: Option<String>,
 
     /// Answer within this time, whatever happens [default: 2s]
-    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "AGENT_HEALTH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub timeout: Option<String>,
 }
 

@@ -124,3 +124,18 @@ fn version_prints_name_and_version() {
     assert_eq!(code(&out, "version"), 0);
     assert!(stdout(&out).starts_with(&format!("agent {}", env!("CARGO_PKG_VERSION"))), "{}", stdout(&out));
 }
+
+#[test]
+fn help_never_shows_the_values_of_agent_variables() {
+    for sub in ["run", "health", "env"] {
+        let mut cmd = agent_cmd();
+        cmd.args([sub, "--help"])
+            .env("AGENT_SECRETS", "DB=/very/private/reference-x9")
+            .env("AGENT_HEALTH_BODY", "expected-body-x9")
+            .env("AGENT_STOP_TIMEOUT", "7s");
+        let out = run(cmd, T);
+        let text = stdout(&out);
+        assert!(text.contains("AGENT_STOP_TIMEOUT") || sub != "run", "{text}");
+        assert!(!text.contains("x9") && !text.contains("=7s"), "agent {sub} --help shows a variable's value:\n{text}");
+    }
+}
