@@ -9,6 +9,7 @@ pub mod config;
 pub mod exit;
 pub mod health;
 pub mod logging;
+pub mod memory;
 pub mod secrets;
 pub mod signals;
 pub mod supervisor;

@@ -11,16 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
-need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
-command -v curl >/dev/null || need+=(curl)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. bench/lib.sh
+need_debs hyperfine:hyperfine curl:curl /usr/bin/time:time
 scripts/setup-venv >/dev/null
-scripts/build-static >/dev/null 2>&1
-agent="$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/agent"
+agent=$(static_agent)
 out=bench/out; mkdir -p "$out"
 url=http://localhost:4567/api/health-check
 # The interpreter itself, not a pyenv shim script in front of it.
@@ -48,16 +42,9 @@ order=(agent-socket agent-direct python-seed curl)
 for name in "${order[@]}"; do ${cmds[$name]} >/dev/null || { echo "$name is not healthy" >&2; exit 1; }; done
 
 echo "== one health check, $runs runs each (hyperfine -N, warmup 10)"
-args=()
-for name in "${order[@]}"; do args+=(-n "$name" "${cmds[$name]}"); done
-hyperfine -N --warmup 10 --runs "$runs" --style none --export-json "$out/health.json" "${args[@]}" >/dev/null 2>&1
-
-: > "$out/health-rss.txt"
-for name in "${order[@]}"; do
-  for i in $(seq 30); do
-    /usr/bin/time -f "$name %M" ${cmds[$name]} >/dev/null 2>>"$out/health-rss.txt"
-  done
-done
+pairs=()
+for name in "${order[@]}"; do pairs+=("$name=${cmds[$name]}"); done
+compare "$out/health" "$runs" 10 30 "${pairs[@]}"
 
 python3 - "$out/health.json" "$out/health-rss.txt" <<'PY'
 import json, statistics, sys

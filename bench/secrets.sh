@@ -10,16 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
-need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. bench/lib.sh
+need_debs hyperfine:hyperfine /usr/bin/time:time
 scripts/setup-venv >/dev/null
 [ -x .venv-bench/bin/aws ] || { python3 -m venv .venv-bench && .venv-bench/bin/pip install -q --disable-pip-version-check awscli boto3; }
-scripts/build-static >/dev/null 2>&1
-agent="$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/agent"
+agent=$(static_agent)
 out=bench/out; mkdir -p "$out"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -53,13 +48,9 @@ order=(agent awscli boto3)
   || { echo "awscli did not load 100" >&2; exit 1; }
 
 echo "== fetch 100 parameters by path and start /bin/true, $runs runs each (hyperfine -N, warmup 2)"
-args=()
-for n in "${order[@]}"; do args+=(-n "$n" "${cmds[$n]}"); done
-hyperfine -N --warmup 2 --runs "$runs" --style none --export-json "$out/secrets.json" "${args[@]}" >/dev/null 2>&1
-: > "$out/secrets-rss.txt"
-for n in "${order[@]}"; do
-  for i in 1 2 3 4 5; do /usr/bin/time -f "$n %M" ${cmds[$n]} >/dev/null 2>>"$out/secrets-rss.txt"; done
-done
+pairs=()
+for n in "${order[@]}"; do pairs+=("$n=${cmds[$n]}"); done
+compare "$out/secrets" "$runs" 2 5 "${pairs[@]}"
 python3 - "$out/secrets.json" "$out/secrets-rss.txt" <<'PY'
 import json, statistics, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}

@@ -8,13 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-500}
-need=()
-for p in tini dumb-init hyperfine; do command -v "$p" >/dev/null || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-scripts/build-static >/dev/null 2>&1
-agent="$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/agent"
+. bench/lib.sh
+need_debs tini:tini dumb-init:dumb-init hyperfine:hyperfine
+agent=$(static_agent)
 out=bench/out; mkdir -p "$out"
 
 echo "== startup: X -- /bin/true, $runs runs each (hyperfine -N, warmup 20)"

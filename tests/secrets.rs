@@ -3,7 +3,6 @@
 //! fleet under a rate limit — and no seeded value ever in the agent's own output.
 
 mod util;
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -109,16 +108,8 @@ fn explicit_beats_path_and_path_conflicts_are_named() {
 
     // /test contains /test/app/P000 … and /test/small/S0 …: distinct; but /test/app and a second
     // path holding a parameter with the same last segment conflict.
-    let put = |name: &str| {
-        let mut c = Command::new(venv().join("bin/python"));
-        c.args(["-c", &format!(
-            "import boto3; boto3.client('ssm', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t').put_parameter(Name='{name}', Value='conflict-v', Type='String')",
-            moto.endpoint()
-        )]);
-        assert!(run(c, T).status.success());
-    };
-    put("/test/other/P001");
-    put("/test/bad/not-an-env-name");
+    moto.put("/test/other/P001", "conflict-v");
+    moto.put("/test/bad/not-an-env-name", "conflict-v");
     let dir2 = tempfile::tempdir().unwrap();
     let (out, env_file) = run_child(&moto.endpoint(), &["--ssm-path", "/test/app", "--ssm-path", "/test/other", "--ssm-path", "/test/bad"], dir2.path());
     assert_eq!(code(&out, "conflict"), 69, "{}", stderr(&out));

@@ -3,21 +3,11 @@
 //! fails keeps the child running and is logged once.
 
 mod util;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 use util::*;
 
 const T: Duration = Duration::from_secs(60);
-
-fn put(moto: &Moto, name: &str, value: &str) {
-    let mut c = Command::new(venv().join("bin/python"));
-    c.args(["-c", &format!(
-        "import boto3; boto3.client('ssm', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t').put_parameter(Name='{name}', Value='{value}', Type='SecureString', Overwrite=True)",
-        moto.endpoint()
-    )]);
-    let out = run(c, T);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 fn spawn_agent(endpoint: &str, args: &[&str]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut c = agent_cmd();
@@ -31,13 +21,13 @@ fn spawn_agent(endpoint: &str, args: &[&str]) -> (Child, std::sync::Arc<std::syn
 #[test]
 fn a_change_restarts_the_child_with_the_new_value() {
     let moto = Moto::start();
-    put(&moto, "/r/TOKEN", "token-old-w1");
+    moto.put("/r/TOKEN", "token-old-w1");
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let script = format!("echo \"$TOKEN\" >> {}; exec sleep 300", runs.display());
     let (mut agent, err) = spawn_agent(&moto.endpoint(), &["--secret", "TOKEN=/r/TOKEN", "--refresh-interval", "200ms", "--", "sh", "-c", &script]);
     wait_until(Duration::from_secs(20), "the first run", || lines(&runs) == ["token-old-w1"]);
-    put(&moto, "/r/TOKEN", "token-new-w1");
+    moto.put("/r/TOKEN", "token-new-w1");
     wait_until(Duration::from_secs(20), "a run with the new value", || lines(&runs) == ["token-old-w1", "token-new-w1"]);
     assert!(agent.try_wait().unwrap().is_none(), "the agent keeps supervising");
     signal(agent.id(), libc::SIGTERM);
@@ -51,7 +41,7 @@ fn a_change_restarts_the_child_with_the_new_value() {
 #[test]
 fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
     let moto = Moto::start();
-    put(&moto, "/r/KEY", "key-old-w2");
+    moto.put("/r/KEY", "key-old-w2");
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("signals");
     let sdir = dir.path().join("secrets");
@@ -67,7 +57,7 @@ fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
     let mut agent = c.spawn().unwrap();
     wait_for_line(&rec, "ready");
     assert_eq!(read(&sdir.join("KEY")), "key-old-w2");
-    put(&moto, "/r/KEY", "key-new-w2");
+    moto.put("/r/KEY", "key-new-w2");
     wait_for_line(&rec, "SIGHUP");
     assert_eq!(read(&sdir.join("KEY")), "key-new-w2", "the file is rewritten before the signal");
     signal(agent.id(), libc::SIGTERM);
@@ -77,10 +67,10 @@ fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
 #[test]
 fn a_change_can_end_the_agent() {
     let moto = Moto::start();
-    put(&moto, "/r/X", "x-old-w3");
+    moto.put("/r/X", "x-old-w3");
     let (mut agent, err) = spawn_agent(&moto.endpoint(), &["--secret", "X=/r/X", "--refresh-interval", "200ms", "--on-change", "exit", "--", "sleep", "300"]);
     wait_until(Duration::from_secs(20), "the child to start", || err.lock().unwrap().contains("started child"));
-    put(&moto, "/r/X", "x-new-w3");
+    moto.put("/r/X", "x-new-w3");
     let status = wait_child(&mut agent, T, "agent after the change");
     assert_eq!(status.code(), Some(143), "sleep stopped by SIGTERM; the agent exits with its code");
     assert!(err.lock().unwrap().contains("stopping the child and exiting (--on-change exit)"));
@@ -89,7 +79,7 @@ fn a_change_can_end_the_agent() {
 #[test]
 fn a_failing_refresh_keeps_the_child_and_is_logged_once() {
     let moto = Moto::start();
-    put(&moto, "/r/Y", "y-value-w4");
+    moto.put("/r/Y", "y-value-w4");
     let proxy_port = free_port();
     let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
     let (mut agent, err) = spawn_agent(

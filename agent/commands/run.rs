@@ -74,6 +74,8 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     if let Some(h) = &health {
         sup = sup.with_events(h.state.as_ref());
     }
+    let released = crate::memory::release_startup_pages();
+    tracing::debug!(bytes = released, "released start-up code mappings");
     match sup.run() {
         Ok(outcome) => {
             info!(code = outcome.code, reason = %outcome.reason, "exiting");

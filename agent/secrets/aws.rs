@@ -1,5 +1,6 @@
 //! AWS clients for the secrets step: aws-config's default chain (environment, profile, ECS
 //! container credentials, IMDS), `AWS_ENDPOINT_URL`, a client per region, and the retry policy.
+//! The HTTPS client is rustls on ring, with the system's root certificates.
 //!
 //! Retries are the SDK's standard ones — jittered exponential backoff on throttling, 5xx,
 //! timeouts and dropped connections — with more attempts than its default and a per-attempt
@@ -13,11 +14,16 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
 
 pub async fn load(total: Duration) -> SdkConfig {
     // A quarter of the whole budget per attempt (1–10 s) leaves room for retries after a hang.
     let attempt = (total / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(20)

@@ -299,6 +299,19 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Creates or overwrites one SSM parameter (SecureString), with boto3.
+    pub fn put(&self, name: &str, value: &str) {
+        let mut c = Command::new(venv().join("bin/python"));
+        c.args(["-c", "import boto3, sys; boto3.client('ssm', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                       aws_access_key_id='t', aws_secret_access_key='t').put_parameter(Name=sys.argv[2], Value=sys.argv[3], \
+                       Type='SecureString', Overwrite=True)"])
+            .args([self.endpoint().as_str(), name, value]);
+        let out = run(c, Duration::from_secs(60));
+        assert!(out.status.success(), "put_parameter {name}: {}", stderr(&out));
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
