@@ -261,29 +261,75 @@ pub enum RestartPolicy {
 }
 
 /// Every `AGENT_*` variable the agent reads. They configure the agent, not the app, so the
-/// child does not inherit them. Taken from the clap definitions so the list cannot drift.
-pub fn agent_env_vars() -> Vec<String> {
-    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            if let Some(env) = arg.get_env() {
-                let name = env.to_string_lossy().into_owned();
-                if !out.contains(&name) {
-                    out.push(name);
-                }
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            walk(sub, out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(&Cli::command(), &mut out);
-    out
-}
+/// child does not inherit them. A constant, so `agent run` does not build clap's command tree a
+/// second time at start-up; a test keeps it equal to the clap definitions.
+pub const AGENT_ENV_VARS: &[&str] = &[
+    "AGENT_CONFIG",
+    "AGENT_LOG_FORMAT",
+    "AGENT_LOG_LEVEL",
+    "AGENT_SECRETS",
+    "AGENT_SECRETS_FILE",
+    "AGENT_SSM_PATH",
+    "AGENT_ENV_FILE",
+    "AGENT_SECRETS_TIMEOUT",
+    "AGENT_START_JITTER",
+    "AGENT_STOP_TIMEOUT",
+    "AGENT_ORPHAN_GRACE",
+    "AGENT_SIGNAL_TARGET",
+    "AGENT_REWRITE_SIGNAL",
+    "AGENT_MAP_EXIT",
+    "AGENT_RESTART",
+    "AGENT_MAX_RESTARTS",
+    "AGENT_RESTART_BACKOFF",
+    "AGENT_NO_OVERRIDE",
+    "AGENT_SECRETS_DIR",
+    "AGENT_REFRESH_INTERVAL",
+    "AGENT_ON_CHANGE",
+    "AGENT_HEALTH_URL",
+    "AGENT_HEALTH_TCP",
+    "AGENT_HEALTH_STATUS",
+    "AGENT_HEALTH_HOST",
+    "AGENT_HEALTH_BODY",
+    "AGENT_HEALTH_INTERVAL",
+    "AGENT_HEALTH_TIMEOUT",
+    "AGENT_HEALTH_START_PERIOD",
+    "AGENT_HEALTH_RETRIES",
+    "AGENT_HEALTH_SOCKET",
+    "AGENT_WAIT_READY",
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `AGENT_*` variables as clap declares them.
+    fn declared_env_vars() -> Vec<String> {
+        fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    let name = env.to_string_lossy().into_owned();
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_constant_list_matches_the_declarations() {
+        let mut declared = declared_env_vars();
+        let mut listed: Vec<String> = AGENT_ENV_VARS.iter().map(|s| s.to_string()).collect();
+        declared.sort();
+        listed.sort();
+        assert_eq!(listed, declared, "update AGENT_ENV_VARS in cli.rs");
+    }
 
     #[test]
     fn cli_is_well_formed() {
@@ -307,7 +353,7 @@ mod tests {
 
     #[test]
     fn every_option_has_an_agent_env_var() {
-        let vars = agent_env_vars();
+        let vars = declared_env_vars();
         for v in ["AGENT_CONFIG", "AGENT_STOP_TIMEOUT", "AGENT_REWRITE_SIGNAL", "AGENT_LOG_FORMAT"] {
             assert!(vars.iter().any(|x| x == v), "{v} missing from {vars:?}");
         }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the agent as an init against tini and dumb-init, in the same run.
 #   1. wall time of `X -- /bin/true` (start, supervise, reap, exit), hyperfine, median ratio
-#   2. RSS of the init while it supervises an idle `sleep` (VmRSS, and VmHWM = peak), median of 5
+#   2. RSS of the init while it supervises an idle `sleep`, read 3 s after the child started
+#      (VmRSS, and VmHWM = peak), median of 5
 #   3. size of the static binary
 # Installs tini, dumb-init and hyperfine from Debian if missing; builds the static binary.
 # Usage: bench/supervise.sh [RUNS]      (default 500 runs per command)
@@ -27,6 +28,7 @@ rss() { # prints "VmRSS VmHWM" in kB for: rss CMD...
     [ $SECONDS -lt $deadline ] || { echo "no child under $*" >&2; exit 1; }
     sleep 0.01
   done
+  sleep 3  # idle: after start-up, as in a running task (the agent releases start-up pages at 2 s)
   awk '/^VmRSS|^VmHWM/ {v[$1]=$2} END {print v["VmRSS:"], v["VmHWM:"]}' /proc/$pid/status
   kill -TERM $pid; wait $pid 2>/dev/null || true
 }

@@ -241,3 +241,24 @@ fn child_starts_with_no_signal_blocked_or_ignored() {
     let text = stdout(&out);
     assert_eq!(text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n", "{}", stderr(&out));
 }
+
+#[test]
+fn start_up_pages_are_released_once_the_child_has_settled_and_the_agent_still_works() {
+    let mut cmd = agent_cmd();
+    cmd.args(["--log-level", "debug", "run", "--", "sleep", "300"]);
+    let mut child = spawn(cmd);
+    let pid = child.id();
+    let rss = |key: &str| -> u64 {
+        read(std::path::Path::new(&format!("/proc/{pid}/status")))
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    // Released 2 s after the start: the resident set falls well below its peak.
+    wait_until(Duration::from_secs(15), "VmRSS to fall below VmHWM", || rss("VmRSS:") + 1024 < rss("VmHWM:"));
+    // The loop still forwards signals and exits with the child's code afterwards.
+    signal(pid, libc::SIGTERM);
+    assert_eq!(wait_child(&mut child, T, "agent after SIGTERM").code(), Some(143));
+    assert!(stderr_of(child).contains("released start-up code mappings"));
+}

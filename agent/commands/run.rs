@@ -6,7 +6,7 @@ use anyhow::Context;
 use nix::sys::signal::SigSet;
 use tracing::{error, info};
 
-use crate::cli::{agent_env_vars, RunArgs};
+use crate::cli::{RunArgs, AGENT_ENV_VARS};
 use crate::config::{self, FileConfig};
 use crate::exit::Code;
 use crate::health;
@@ -34,7 +34,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     // Dropped when `run` returns, which stops the refresher.
     let (_refresh_stop, refresh_stop_rx) = std::sync::mpsc::channel::<()>();
     let mut spec = ChildSpec::new(&args.command);
-    spec.env_remove = agent_env_vars();
+    spec.env_remove = AGENT_ENV_VARS.iter().map(|s| s.to_string()).collect();
     if refresh_interval.is_some() && secrets_cfg.sources.is_empty() {
         tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
     }
@@ -74,8 +74,11 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     if let Some(h) = &health {
         sup = sup.with_events(h.state.as_ref());
     }
-    let released = crate::memory::release_startup_pages();
-    tracing::debug!(bytes = released, "released start-up code mappings");
+    // Once the app has been up a moment, give back the start-up code's pages (memory.rs).
+    sup = sup.when_settled(std::time::Duration::from_secs(2), || {
+        let released = crate::memory::release_startup_pages();
+        tracing::debug!(bytes = released, "released start-up code mappings");
+    });
     match sup.run() {
         Ok(outcome) => {
             info!(code = outcome.code, reason = %outcome.reason, "exiting");

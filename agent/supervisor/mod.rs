@@ -101,13 +101,21 @@ pub struct Supervisor<'a> {
     /// A `Control::Restart` in progress: the environment for the next child, and when the
     /// current one is SIGKILLed if it has not exited.
     replacement: Option<(Vec<(std::ffi::OsString, std::ffi::OsString)>, Instant)>,
+    /// Run once after a child has been running this long (see `when_settled`).
+    settled: Option<(Duration, Box<dyn FnOnce() + 'a>)>,
 }
 
 impl<'a> Supervisor<'a> {
     /// `handled` must be the set returned by [`block_signals`].
     pub fn new(cfg: &'a RunConfig, spec: ChildSpec, handled: &SigSet) -> nix::Result<Self> {
         let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None })
+        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None, settled: None })
+    }
+
+    /// Runs `f` once, when a child has been running for `after` (never on a short-lived child).
+    pub fn when_settled(mut self, after: Duration, f: impl FnOnce() + 'a) -> Self {
+        self.settled = Some((after, Box::new(f)));
+        self
     }
 
     /// Takes commands from other threads (see `control.rs`).
@@ -186,8 +194,14 @@ impl<'a> Supervisor<'a> {
         let mut leftovers_deadline: Option<Instant> = None;
         let mut killed = false;
         let mut next_rekill = Instant::now();
+        let settle_at = self.settled.as_ref().map(|(after, _)| Instant::now() + *after);
         loop {
             let now = Instant::now();
+            if status.is_none() && settle_at.is_some_and(|t| now >= t) {
+                if let Some((_, f)) = self.settled.take() {
+                    f();
+                }
+            }
             let replace_due = self.replacement.as_ref().map(|(_, d)| *d);
             let due = if status.is_none() { earliest(self.stop_deadline, replace_due) } else { leftovers_deadline };
             if !killed && due.is_some_and(|d| now >= d) {
@@ -208,7 +222,8 @@ impl<'a> Supervisor<'a> {
                 self.kill_everything(child, status.is_none());
                 next_rekill = now + REKILL_EVERY;
             }
-            let wake = if killed { Some(next_rekill) } else { due };
+            let settle_wake = if self.settled.is_some() && status.is_none() { settle_at } else { None };
+            let wake = earliest(if killed { Some(next_rekill) } else { due }, settle_wake);
             self.wait(wake);
 
             while let Some(sig) = self.next_signal() {
