@@ -251,3 +251,27 @@ fn works_when_the_agent_runs_as_a_non_root_user() {
     signal(sup.id(), libc::SIGTERM);
     wait_child(&mut sup, T, "agent after SIGTERM");
 }
+
+#[test]
+fn health_says_when_the_app_waits_for_its_secrets() {
+    // A secrets endpoint that never answers keeps the agent in its fetch for --secrets-timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let s = socket_name("secrets");
+    let mut c = agent_cmd();
+    aws_env(&mut c, &endpoint);
+    c.args(["run", "--health-socket", &s, "--secrets-timeout", "20s", "--secret", "A=/x/a", "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut agent = c.spawn().unwrap();
+    let want = "starting: loading secrets; the app starts once they are all loaded";
+    let mut last = (0, String::new());
+    wait_until(Duration::from_secs(15), "agent health to report the secrets phase", || {
+        last = health(&["--socket", &s]);
+        last.1 == want
+    });
+    assert_eq!(last.0, 1, "{}", last.1);
+    signal(agent.id(), libc::SIGKILL);
+    let _ = agent.wait();
+}

@@ -39,6 +39,9 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
     }
     if !secrets_cfg.sources.is_empty() {
+        if let Some(h) = &health {
+            h.state.loading_secrets();
+        }
         let resolved = match secrets_cfg.resolve_blocking() {
             Ok(r) => r,
             Err(e) => {

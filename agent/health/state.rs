@@ -25,6 +25,7 @@ pub struct Verdict {
 #[derive(Debug)]
 enum Child {
     NotStarted,
+    LoadingSecrets,
     Running { pid: i32, since: Instant },
     Exited { code: u8 },
     Stopping,
@@ -69,6 +70,11 @@ impl State {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The agent is fetching the app's secrets (the app is not started until they are loaded).
+    pub fn loading_secrets(&self) {
+        self.lock().child = Child::LoadingSecrets;
+    }
+
     /// Records one probe result; true if it was the first pass.
     pub fn record(&self, result: Result<Success, ProbeError>) -> bool {
         let mut g = self.lock();
@@ -95,6 +101,9 @@ impl State {
         let verdict = |healthy: bool, line: String| Verdict { healthy, line };
         let (pid, since) = match g.child {
             Child::NotStarted => return verdict(false, "starting: the app has not been started yet".into()),
+            Child::LoadingSecrets => {
+                return verdict(false, "starting: loading secrets; the app starts once they are all loaded".into())
+            }
             Child::Stopping => return verdict(false, "unhealthy: stopping (the agent was asked to stop)".into()),
             Child::Exited { code } => return verdict(false, format!("unhealthy: the app is not running (exited with code {code})")),
             Child::Running { pid, since } => (pid, since),
