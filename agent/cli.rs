@@ -137,6 +137,30 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_ON_CHANGE", hide_env_values = true, value_name = "ACTION")]
     pub on_change: Option<String>,
 
+    /// Receive X-Ray SDK segments (UDP) on this address, as the X-Ray daemon does [default: 127.0.0.1:2000]
+    #[arg(long, env = "AGENT_XRAY_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
+    pub xray_address: Option<String>,
+
+    /// Do not receive or forward X-Ray segments
+    #[arg(long, env = "AGENT_NO_XRAY", hide_env_values = true)]
+    pub no_xray: bool,
+
+    /// Send a partial batch of segments after this long [default: 1s]
+    #[arg(long, env = "AGENT_XRAY_FLUSH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
+    pub xray_flush_interval: Option<String>,
+
+    /// Memory for segments X-Ray has not taken yet; the oldest are dropped beyond it [default: 8MiB]
+    #[arg(long, env = "AGENT_XRAY_BUFFER", hide_env_values = true, value_name = "SIZE")]
+    pub xray_buffer: Option<String>,
+
+    /// The UDP socket's receive buffer, so bursts are not dropped by the kernel [default: 4MiB]
+    #[arg(long, env = "AGENT_XRAY_RCVBUF", hide_env_values = true, value_name = "SIZE")]
+    pub xray_rcvbuf: Option<String>,
+
+    /// After the app has exited, how long the agent may spend sending what traces it still holds [default: 4s]
+    #[arg(long, env = "AGENT_FLUSH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
+    pub flush_timeout: Option<String>,
+
     #[command(flatten)]
     pub health: HealthRunArgs,
 
@@ -264,6 +288,12 @@ pub enum RestartPolicy {
 /// child does not inherit them. A constant, so `agent run` does not build clap's command tree a
 /// second time at start-up; a test keeps it equal to the clap definitions.
 pub const AGENT_ENV_VARS: &[&str] = &[
+    "AGENT_XRAY_ADDRESS",
+    "AGENT_NO_XRAY",
+    "AGENT_XRAY_FLUSH_INTERVAL",
+    "AGENT_XRAY_BUFFER",
+    "AGENT_XRAY_RCVBUF",
+    "AGENT_FLUSH_TIMEOUT",
     "AGENT_CONFIG",
     "AGENT_LOG_FORMAT",
     "AGENT_LOG_LEVEL",

@@ -65,6 +65,12 @@ pub struct FileConfig {
     pub secrets_dir: Option<PathBuf>,
     pub refresh_interval: Option<String>,
     pub on_change: Option<String>,
+    pub xray_address: Option<String>,
+    pub no_xray: Option<bool>,
+    pub xray_flush_interval: Option<String>,
+    pub xray_buffer: Option<String>,
+    pub xray_rcvbuf: Option<String>,
+    pub flush_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -192,6 +198,25 @@ fn layered_list<T, E: std::fmt::Display>(
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 500ms, 25s or 5m"))
+}
+
+/// Parses sizes: `8MiB`, `512KiB`, `4MB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size; write it like 8MiB, 512KiB or 1000000"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn parse_map_exit(s: &str) -> Result<(u8, u8), String> {

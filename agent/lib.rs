@@ -13,3 +13,4 @@ pub mod memory;
 pub mod secrets;
 pub mod signals;
 pub mod supervisor;
+pub mod traces;

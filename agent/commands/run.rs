@@ -10,10 +10,30 @@ use crate::cli::{RunArgs, AGENT_ENV_VARS};
 use crate::config::{self, FileConfig};
 use crate::exit::Code;
 use crate::health;
-use crate::config::{layered, parse_duration, Key};
+use crate::config::{layered, parse_duration, parse_size, Key};
+use crate::traces;
 use crate::secrets::refresh::{self, OnChange, Refresher};
 use crate::secrets;
 use crate::supervisor::{self, ChildSpec, Supervisor};
+
+/// The X-Ray receiver's settings, or `None` with `--no-xray`.
+fn xray_config(args: &RunArgs, file: &FileConfig) -> anyhow::Result<Option<traces::XrayConfig>> {
+    if args.no_xray || file.no_xray.unwrap_or(false) {
+        return Ok(None);
+    }
+    let address = layered(Key::run("xray-address"), args.xray_address.as_ref(), file.xray_address.as_ref(), |s| {
+        s.trim().parse::<std::net::SocketAddr>().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, like 127.0.0.1:2000"))
+    })?
+    .unwrap_or_else(|| traces::DEFAULT_ADDRESS.parse().expect("valid default"));
+    let positive = |s: &str| parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) });
+    Ok(Some(traces::XrayConfig {
+        address,
+        flush_interval: layered(Key::run("xray-flush-interval"), args.xray_flush_interval.as_ref(), file.xray_flush_interval.as_ref(), positive)?
+            .unwrap_or(std::time::Duration::from_secs(1)),
+        buffer: layered(Key::run("xray-buffer"), args.xray_buffer.as_ref(), file.xray_buffer.as_ref(), parse_size)?.unwrap_or(8 << 20),
+        rcvbuf: layered(Key::run("xray-rcvbuf"), args.xray_rcvbuf.as_ref(), file.xray_rcvbuf.as_ref(), parse_size)?.unwrap_or(4 << 20),
+    }))
+}
 
 /// `handled` is the signal set `main` blocked before anything else happened.
 pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Result<ExitCode> {
@@ -27,14 +47,23 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     })?;
     let on_change = layered(Key::run("on-change"), args.on_change.as_ref(), file.on_change.as_ref(), |s| s.parse::<OnChange>())?
         .unwrap_or(OnChange::Restart);
+    let xray_cfg = xray_config(args, file)?;
+    let flush_timeout = layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
+        .unwrap_or(std::time::Duration::from_secs(4));
     supervisor::adopt_orphans();
     let health = health::start(health_cfg)?;
+    let traces = xray_cfg.and_then(traces::start);
 
     let mut control = None;
+    let xray_env = traces.as_ref().and(args.xray_address.as_ref().or(file.xray_address.as_ref())).cloned();
     // Dropped when `run` returns, which stops the refresher.
     let (_refresh_stop, refresh_stop_rx) = std::sync::mpsc::channel::<()>();
     let mut spec = ChildSpec::new(&args.command);
     spec.env_remove = AGENT_ENV_VARS.iter().map(|s| s.to_string()).collect();
+    if let Some(addr) = xray_env.filter(|a| a.trim() != traces::DEFAULT_ADDRESS) {
+        // The SDKs read host:port for both the UDP segments and the TCP sampling endpoint.
+        spec.env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), addr.trim().into()));
+    }
     if refresh_interval.is_some() && secrets_cfg.sources.is_empty() {
         tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
     }
@@ -52,7 +81,9 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         if let Some(dir) = &secrets_dir {
             secrets::files::write_all(dir, &resolved).with_context(|| format!("--secrets-dir {}", dir.display()))?;
         }
-        spec.env = secrets::child_env(&resolved, no_override);
+        let mut env = secrets::child_env(&resolved, no_override);
+        env.append(&mut spec.env);
+        spec.env = env;
         if let Some(interval) = refresh_interval {
             let (tx, rx) = supervisor::control::channel().context("cannot create the control pipe")?;
             control = Some(rx);
@@ -82,7 +113,12 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         let released = crate::memory::release_startup_pages();
         tracing::debug!(bytes = released, "released start-up code mappings");
     });
-    match sup.run() {
+    let result = sup.run();
+    // The app and everything it started are gone: send what traces are left, then exit.
+    if let Some(t) = traces {
+        t.shutdown(flush_timeout);
+    }
+    match result {
         Ok(outcome) => {
             info!(code = outcome.code, reason = %outcome.reason, "exiting");
             Ok(ExitCode::from(outcome.code))

@@ -10,6 +10,16 @@ from flask import Flask, jsonify, request
 
 app = Flask(__name__)
 
+# X-Ray, as the seed instruments it: the SDK sends segments over UDP to AWS_XRAY_DAEMON_ADDRESS
+# (127.0.0.1:2000 by default), where the agent receives them in place of the daemon sidecar.
+if os.environ.get("XRAY_ENABLED") == "1":
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+
+    # XRAY_SAMPLING=false traces every request (the tests count them); the default samples.
+    xray_recorder.configure(service="backend-flask", sampling=os.environ.get("XRAY_SAMPLING") != "false")
+    XRayMiddleware(app, xray_recorder)
+
 
 @app.get("/api/health-check")
 def health_check():

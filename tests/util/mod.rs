@@ -22,6 +22,8 @@ pub fn repo() -> PathBuf {
 }
 
 /// A command for the agent with a clean `AGENT_*` environment, so the developer's shell can't leak in.
+/// X-Ray reception is off (`AGENT_NO_XRAY`) so parallel tests do not contend for 127.0.0.1:2000;
+/// the trace tests turn it back on.
 pub fn agent_cmd() -> Command {
     let mut cmd = Command::new(agent());
     for (k, _) in std::env::vars_os() {
@@ -29,6 +31,7 @@ pub fn agent_cmd() -> Command {
             cmd.env_remove(k);
         }
     }
+    cmd.env("AGENT_NO_XRAY", "true");
     cmd
 }
 
@@ -120,6 +123,7 @@ pub fn agent_as_pid1(args: &[&str]) -> Command {
             cmd.env_remove(k);
         }
     }
+    cmd.env("AGENT_NO_XRAY", "true");
     cmd
 }
 
@@ -179,6 +183,11 @@ pub fn venv() -> PathBuf {
 
 /// A plain HTTP/1.0 GET on 127.0.0.1; returns (status, body) or None if it could not connect.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    http_get_full(port, path, timeout).map(|(s, _, b)| (s, b))
+}
+
+/// Like `http_get`, with the response head too: (status, head, body).
+pub fn http_get_full(port: u16, path: &str, timeout: Duration) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
@@ -187,8 +196,8 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
+    let (head, body) = buf.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+    Some((status, head, body))
 }
 
 /// Collects a child's pipe into a shared string as it is written.

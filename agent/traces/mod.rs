@@ -1,0 +1,251 @@
+//! Traces, part I: the X-Ray daemon's job, inside the agent. The app's X-Ray SDK sends segments
+//! as UDP datagrams to 127.0.0.1:2000; the agent checks them (`datagram.rs`), keeps them within
+//! a byte budget (`buffer.rs`) and sends them to X-Ray in batches of up to 50 with
+//! PutTraceSegments (`export.rs`), when a batch is full or every `--xray-flush-interval`.
+//!
+//! Because the agent outlives the app, nothing is lost at shutdown the way it is when a daemon
+//! sidecar stops first: the agent receives until the app has exited, then flushes what is left
+//! within `--flush-timeout`, and logs the final counts.
+//!
+//! It runs on one thread with a single-thread runtime, a receiver task and an exporter task,
+//! and stops when its `CancellationToken` is cancelled.
+
+mod buffer;
+mod counters;
+pub mod datagram;
+mod export;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::buffer::Buffer;
+pub use self::counters::{Counters, Snapshot};
+use self::export::{Exporter, Sent};
+
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:2000";
+const BATCH: usize = 50;
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct XrayConfig {
+    pub address: SocketAddr,
+    pub flush_interval: Duration,
+    /// Bytes of segments kept while X-Ray cannot take them; the oldest go first.
+    pub buffer: usize,
+    /// The socket's receive buffer, so bursts are not dropped by the kernel.
+    pub rcvbuf: usize,
+}
+
+/// The running pipeline.
+pub struct Traces {
+    cancel: CancellationToken,
+    flush_timeout: Arc<Mutex<Duration>>,
+    thread: std::thread::JoinHandle<()>,
+    pub counters: Arc<Counters>,
+}
+
+/// Binds the UDP socket and starts the pipeline. A taken address (the X-Ray daemon sidecar is
+/// still in the task, say) is not fatal: the app runs, and the agent says why it is not relaying.
+pub fn start(cfg: XrayConfig) -> Option<Traces> {
+    let socket = match std::net::UdpSocket::bind(cfg.address) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(address = %cfg.address, error = %e, "cannot receive X-Ray segments (is the X-Ray daemon sidecar still running? remove it, or use --xray-address or --no-xray)");
+            return None;
+        }
+    };
+    let rcvbuf = set_rcvbuf(&socket, cfg.rcvbuf);
+    socket.set_nonblocking(true).ok()?;
+    let cancel = CancellationToken::new();
+    let counters = Arc::new(Counters::default());
+    let flush_timeout = Arc::new(Mutex::new(Duration::from_secs(4)));
+    let (c, k, f) = (cancel.clone(), counters.clone(), flush_timeout.clone());
+    let address = cfg.address;
+    let thread = std::thread::Builder::new()
+        .name("traces".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
+            rt.block_on(run(cfg, socket, c, k, f));
+        })
+        .expect("BUG: cannot start the traces thread");
+    info!(address = %address, rcvbuf, "receiving X-Ray segments");
+    Some(Traces { cancel, flush_timeout, thread, counters })
+}
+
+impl Traces {
+    /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
+    pub fn shutdown(self, flush_timeout: Duration) -> Snapshot {
+        *self.flush_timeout.lock().unwrap_or_else(|e| e.into_inner()) = flush_timeout;
+        self.cancel.cancel();
+        let _ = self.thread.join();
+        let s = self.counters.snapshot();
+        info!(received = s.received, sent = s.sent, rejected = s.rejected, dropped = s.dropped, retried = s.retried, "X-Ray segments, final counts");
+        s
+    }
+}
+
+/// Asks for `want` bytes of receive buffer (beyond net.core.rmem_max too when root); returns
+/// what the kernel granted.
+fn set_rcvbuf(socket: &std::net::UdpSocket, want: usize) -> usize {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &want).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &want);
+    }
+    getsockopt(socket, sockopt::RcvBuf).unwrap_or(0)
+}
+
+async fn run(cfg: XrayConfig, socket: std::net::UdpSocket, cancel: CancellationToken, counters: Arc<Counters>, flush_timeout: Arc<Mutex<Duration>>) {
+    let socket = tokio::net::UdpSocket::from_std(socket).expect("BUG: UDP socket into tokio");
+    let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
+    let full = Arc::new(Notify::new());
+    let receiver = tokio::spawn(receive(socket, buffer.clone(), full.clone(), counters.clone(), cancel.clone()));
+    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200) };
+    let mut last_logged = Snapshot::default();
+    let mut minute = tokio::time::interval(Duration::from_secs(60));
+    minute.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = full.notified() => pipeline.send_ready(false).await,
+            _ = tokio::time::sleep(cfg.flush_interval) => pipeline.send_ready(true).await,
+            _ = minute.tick() => {
+                let now = pipeline.counters.snapshot();
+                if now != last_logged {
+                    info!(received = now.received, sent = now.sent, rejected = now.rejected, dropped = now.dropped, retried = now.retried, "X-Ray segments");
+                    last_logged = now;
+                }
+            }
+        }
+    }
+    // The app has exited: take what the socket still holds, then flush within the time left.
+    let _ = receiver.await;
+    let deadline = tokio::time::Instant::now() + *flush_timeout.lock().unwrap_or_else(|e| e.into_inner());
+    let done = tokio::time::timeout_at(deadline, pipeline.flush()).await;
+    let left = pipeline.buffer.lock().unwrap_or_else(|e| e.into_inner()).take(usize::MAX).len() as u64;
+    if left > 0 || done.is_err() {
+        Counters::add(&pipeline.counters.dropped, left);
+        warn!(unsent = left, "the flush timeout ran out before every segment was sent");
+    }
+}
+
+async fn receive(socket: tokio::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<Notify>, counters: Arc<Counters>, cancel: CancellationToken) {
+    let mut buf = vec![0u8; 65536];
+    let mut seen_rejects = HashSet::new();
+    let mut take = |n: usize, buf: &[u8]| {
+        Counters::add(&counters.received, 1);
+        match datagram::parse(&buf[..n]) {
+            Ok(body) => {
+                let mut b = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                let dropped = b.push(body.to_string());
+                if dropped > 0 {
+                    Counters::add(&counters.dropped, dropped);
+                }
+                if b.len() >= BATCH {
+                    full.notify_one();
+                }
+            }
+            Err(r) => {
+                Counters::add(&counters.rejected, 1);
+                if seen_rejects.insert(r) {
+                    warn!(reason = r.as_str(), "rejected an X-Ray datagram (further ones like it are only counted)");
+                }
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = socket.recv(&mut buf) => if let Ok(n) = r { take(n, &buf) },
+        }
+    }
+    while let Ok(n) = socket.try_recv(&mut buf) {
+        take(n, &buf);
+    }
+}
+
+struct Pipeline {
+    buffer: Arc<Mutex<Buffer>>,
+    counters: Arc<Counters>,
+    exporter: Option<Exporter>,
+    backoff: Duration,
+}
+
+impl Pipeline {
+    fn take(&self, partial: bool) -> Vec<String> {
+        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if partial || b.len() >= BATCH { b.take(BATCH) } else { Vec::new() }
+    }
+
+    /// Sends full batches (and, on the timer, the partial one too); pauses after a failure.
+    async fn send_ready(&mut self, partial: bool) {
+        loop {
+            let batch = self.take(partial);
+            if batch.is_empty() {
+                return;
+            }
+            if !self.send(batch).await {
+                let pause = self.backoff.mul_f64(0.5 + fastrand::f64());
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(pause).await;
+                return;
+            }
+            self.backoff = Duration::from_millis(200);
+        }
+    }
+
+    /// Sends everything, retrying transient failures with backoff (the caller bounds it).
+    async fn flush(&mut self) {
+        loop {
+            let batch = self.take(true);
+            if batch.is_empty() {
+                return;
+            }
+            if !self.send(batch).await {
+                tokio::time::sleep(self.backoff.mul_f64(0.5 + fastrand::f64())).await;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// One PutTraceSegments call; false when the batch went back to the buffer to be retried.
+    async fn send(&mut self, batch: Vec<String>) -> bool {
+        let n = batch.len() as u64;
+        if self.exporter.is_none() {
+            self.exporter = Some(Exporter::new(Duration::from_secs(5)).await);
+        }
+        let exporter = self.exporter.as_mut().expect("set above");
+        match exporter.send(&batch).await {
+            Sent::Done { retry, refused } => {
+                let back = retry.len() as u64;
+                Counters::add(&self.counters.sent, n - back - refused);
+                Counters::add(&self.counters.rejected, refused);
+                if back > 0 {
+                    Counters::add(&self.counters.retried, back);
+                    let dropped = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).put_back(retry);
+                    Counters::add(&self.counters.dropped, dropped);
+                }
+                true
+            }
+            Sent::RetryAll(reason) => {
+                exporter.once("retry", || format!("X-Ray is not taking segments; keeping them and retrying: {reason}"));
+                Counters::add(&self.counters.retried, n);
+                let dropped = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).put_back(batch);
+                Counters::add(&self.counters.dropped, dropped);
+                false
+            }
+            Sent::Failed(reason) => {
+                exporter.once(&format!("failed:{}", reason.split(':').next().unwrap_or("")), || {
+                    format!("PutTraceSegments failed; the batch is dropped: {reason} (the task role needs xray:PutTraceSegments)")
+                });
+                Counters::add(&self.counters.dropped, n);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! X-Ray in place of the daemon sidecar: the example app instrumented with the real
+//! aws-xray-sdk (XRayMiddleware) under gunicorn sends its segments to the agent, which delivers
+//! them to a real moto_server; malformed datagrams are counted and harm nothing.
+
+mod util;
+use std::process::Stdio;
+use std::time::Duration;
+use util::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// The traces moto holds for these ids, with their segment counts (boto3 BatchGetTraces).
+fn traces_in_moto(moto: &Moto, ids: &[String]) -> Vec<(String, usize)> {
+    let mut c = std::process::Command::new(venv().join("bin/python"));
+    c.arg(repo().join("tests/aws/xray_traces.py")).arg(moto.endpoint()).args(ids);
+    let out = run(c, T);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn every_requests_segment_reaches_xray() {
+    let moto = Moto::start();
+    let app = repo().join("examples/backend-flask");
+    let (port, xray_port) = (free_port(), free_port());
+    let xray = format!("127.0.0.1:{xray_port}");
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &moto.endpoint());
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", &xray, "--xray-flush-interval", "200ms", "--"])
+        .arg(venv().join("bin/gunicorn"))
+        .arg("-c")
+        .arg(app.join("gunicorn.conf.py"))
+        .arg("--chdir")
+        .arg(&app)
+        .arg("app:app")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("XRAY_ENABLED", "1")
+        .env("XRAY_SAMPLING", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "the app to answer", || {
+        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
+    });
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/api/activities/home" } else { "/api/message_groups" };
+        let (status, head, _) = http_get_full(port, path, Duration::from_secs(5)).expect("answer");
+        assert_eq!(status, 200);
+        let header = head.lines().find(|l| l.to_ascii_lowercase().starts_with("x-amzn-trace-id:")).expect(&head);
+        let root = header.split(['=', ';']).nth(1).expect(header).trim().to_string();
+        ids.push(root);
+    }
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent after SIGTERM").code(), Some(0));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains(&format!("receiving X-Ray segments address={xray}")), "{log}");
+    assert!(log.contains("X-Ray segments, final counts"), "{log}");
+    // Every request's segment arrived (the health checks' traces are there too, uncounted here).
+    let found = traces_in_moto(&moto, &ids);
+    let mut missing: Vec<&String> = ids.iter().filter(|id| !found.iter().any(|(f, n)| f == *id && *n >= 1)).collect();
+    missing.dedup();
+    assert!(missing.is_empty(), "traces missing in X-Ray: {missing:?}\n{log}");
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_harm_nothing() {
+    let moto = Moto::start();
+    let xray_port = free_port();
+    let xray = format!("127.0.0.1:{xray_port}");
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &moto.endpoint());
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", &xray, "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let good = r#"{"format":"json","version":1}
+{"trace_id":"1-5f84c7a1-1234567890abcdef01234567","id":"0123456789abcdef","name":"ok","start_time":1700000000.0,"end_time":1700000001.0}"#;
+    let bad: [&[u8]; 5] = [
+        b"no newline at all",
+        b"{\"format\":\"json\",\"version\":2}\n{}",
+        b"not json\n{\"id\":\"x\"}",
+        b"{\"format\":\"json\",\"version\":1}\n\xff\xfe\xfd",
+        &[0u8; 60000],
+    ];
+    for d in bad {
+        sock.send_to(d, &xray).unwrap();
+    }
+    sock.send_to(good.as_bytes(), &xray).unwrap();
+    wait_until(Duration::from_secs(10), "the rejections to be logged", || err.lock().unwrap().matches("rejected an X-Ray datagram").count() >= 3);
+    assert!(agent.try_wait().unwrap().is_none(), "the agent is still running");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("received=6 sent=1 rejected=5 dropped=0"), "{log}");
+}
