@@ -103,3 +103,93 @@ fn malformed_datagrams_are_counted_and_harm_nothing() {
     let log = err.lock().unwrap().clone();
     assert!(log.contains("received=6 sent=1 rejected=5 dropped=0"), "{log}");
 }
+
+fn send_segments(address: &str, count: usize, ids_file: &std::path::Path, pad: usize) -> Vec<String> {
+    let mut c = std::process::Command::new(venv().join("bin/python"));
+    c.arg(repo().join("tests/aws/send_segments.py")).arg(address).arg(count.to_string()).arg(ids_file).arg(pad.to_string());
+    let out = run(c, T);
+    assert!(out.status.success(), "{}", stderr(&out));
+    lines(ids_file)
+}
+
+/// Polls moto until every id is there, or fails after `within`.
+fn wait_in_moto(moto: &Moto, ids: &[String], within: Duration, what: &str) {
+    let mut missing = ids.len();
+    wait_until(within, what, || {
+        let found = traces_in_moto(moto, ids);
+        missing = ids.iter().filter(|id| !found.iter().any(|(f, _)| f == *id)).count();
+        missing == 0
+    });
+}
+
+#[test]
+fn xray_down_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
+    let moto = Moto::start();
+    let proxy_port = free_port();
+    let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
+    let xray = format!("127.0.0.1:{}", free_port());
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &proxy.endpoint());
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", &xray, "--xray-buffer", "64KiB", "--xray-flush-interval", "100ms", "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
+
+    // X-Ray goes away; 300 segments of ~1 KB arrive: far more than the 64 KiB budget holds.
+    proxy.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let during = send_segments(&xray, 300, &dir.path().join("during"), 900);
+    wait_until(Duration::from_secs(20), "the agent to notice X-Ray is down", || err.lock().unwrap().contains("X-Ray is not taking segments"));
+
+    // X-Ray comes back: what the budget kept (the newest) and what comes next are delivered.
+    let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
+    let after = send_segments(&xray, 10, &dir.path().join("after"), 0);
+    wait_in_moto(&moto, &after, Duration::from_secs(40), "delivery to resume");
+    wait_in_moto(&moto, &during[during.len() - 20..], Duration::from_secs(20), "the newest kept segments to be delivered");
+
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    let counts = log.lines().find(|l| l.contains("final counts")).expect(&log).to_string();
+    let num = |k: &str| -> u64 { counts.split(&format!("{k}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0) };
+    assert_eq!(num("received"), 310, "{counts}");
+    assert!(num("dropped") >= 200, "most of the 300 did not fit in 64 KiB and were dropped, oldest first: {counts}");
+    assert_eq!(num("sent") + num("dropped") + num("rejected"), 310, "every segment is accounted for: {counts}");
+    assert!(num("retried") > 0, "{counts}");
+    drop(proxy);
+}
+
+#[test]
+fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
+    let moto = Moto::start();
+    let xray = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let ids_file = dir.path().join("ids");
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &moto.endpoint());
+    // The child sends 400 segments through AWS_XRAY_DAEMON_ADDRESS (set by the agent), then idles.
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", &xray, "--"])
+        .arg(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/send_segments.py"))
+        .args(["-", "400"])
+        .arg(&ids_file)
+        .args(["200", "then-exec", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "the child to send its segments", || ids_file.exists());
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let ids = lines(&ids_file);
+    assert_eq!(ids.len(), 400);
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("received=400 sent=400"), "{log}");
+    wait_in_moto(&moto, &ids, Duration::from_secs(20), "every segment in X-Ray");
+}

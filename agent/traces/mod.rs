@@ -7,8 +7,10 @@
 //! sidecar stops first: the agent receives until the app has exited, then flushes what is left
 //! within `--flush-timeout`, and logs the final counts.
 //!
-//! It runs on one thread with a single-thread runtime, a receiver task and an exporter task,
-//! and stops when its `CancellationToken` is cancelled.
+//! Two threads: a receiver that does nothing but read datagrams into the buffer (blocking
+//! reads, so no export work can ever starve it while the kernel's buffer fills), and an exporter
+//! on a single-thread runtime, stopped by a `CancellationToken` once the receiver has drained
+//! the socket.
 
 mod buffer;
 mod counters;
@@ -17,6 +19,7 @@ mod export;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +49,9 @@ pub struct XrayConfig {
 pub struct Traces {
     cancel: CancellationToken,
     flush_timeout: Arc<Mutex<Duration>>,
+    stop_receiving: Arc<AtomicBool>,
+    address: SocketAddr,
+    receiver: std::thread::JoinHandle<()>,
     thread: std::thread::JoinHandle<()>,
     pub counters: Arc<Counters>,
 }
@@ -61,27 +67,44 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
         }
     };
     let rcvbuf = set_rcvbuf(&socket, cfg.rcvbuf);
-    socket.set_nonblocking(true).ok()?;
+    socket.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
     let cancel = CancellationToken::new();
     let counters = Arc::new(Counters::default());
     let flush_timeout = Arc::new(Mutex::new(Duration::from_secs(4)));
+    let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
+    let full = Arc::new(Notify::new());
+    let stop_receiving = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (b, n, k, stop) = (buffer.clone(), full.clone(), counters.clone(), stop_receiving.clone());
+        std::thread::Builder::new()
+            .name("xray-receive".into())
+            .spawn(move || receive(socket, b, n, k, stop))
+            .expect("BUG: cannot start the X-Ray receiver thread")
+    };
     let (c, k, f) = (cancel.clone(), counters.clone(), flush_timeout.clone());
     let address = cfg.address;
     let thread = std::thread::Builder::new()
-        .name("traces".into())
+        .name("xray-export".into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
-            rt.block_on(run(cfg, socket, c, k, f));
+            rt.block_on(export_loop(cfg, buffer, full, c, k, f));
         })
-        .expect("BUG: cannot start the traces thread");
+        .expect("BUG: cannot start the X-Ray exporter thread");
     info!(address = %address, rcvbuf, "receiving X-Ray segments");
-    Some(Traces { cancel, flush_timeout, thread, counters })
+    Some(Traces { cancel, flush_timeout, stop_receiving, address, receiver, thread, counters })
 }
 
 impl Traces {
     /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
     pub fn shutdown(self, flush_timeout: Duration) -> Snapshot {
         *self.flush_timeout.lock().unwrap_or_else(|e| e.into_inner()) = flush_timeout;
+        // First everything the socket still holds, then the final flush.
+        self.stop_receiving.store(true, Ordering::SeqCst);
+        // Wake the receiver now rather than at its next read timeout: an empty datagram.
+        if let Ok(s) = std::net::UdpSocket::bind(if self.address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }) {
+            let _ = s.send_to(&[], self.address);
+        }
+        let _ = self.receiver.join();
         self.cancel.cancel();
         let _ = self.thread.join();
         let s = self.counters.snapshot();
@@ -100,11 +123,14 @@ fn set_rcvbuf(socket: &std::net::UdpSocket, want: usize) -> usize {
     getsockopt(socket, sockopt::RcvBuf).unwrap_or(0)
 }
 
-async fn run(cfg: XrayConfig, socket: std::net::UdpSocket, cancel: CancellationToken, counters: Arc<Counters>, flush_timeout: Arc<Mutex<Duration>>) {
-    let socket = tokio::net::UdpSocket::from_std(socket).expect("BUG: UDP socket into tokio");
-    let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
-    let full = Arc::new(Notify::new());
-    let receiver = tokio::spawn(receive(socket, buffer.clone(), full.clone(), counters.clone(), cancel.clone()));
+async fn export_loop(
+    cfg: XrayConfig,
+    buffer: Arc<Mutex<Buffer>>,
+    full: Arc<Notify>,
+    cancel: CancellationToken,
+    counters: Arc<Counters>,
+    flush_timeout: Arc<Mutex<Duration>>,
+) {
     let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200) };
     let mut last_logged = Snapshot::default();
     let mut minute = tokio::time::interval(Duration::from_secs(60));
@@ -123,8 +149,7 @@ async fn run(cfg: XrayConfig, socket: std::net::UdpSocket, cancel: CancellationT
             }
         }
     }
-    // The app has exited: take what the socket still holds, then flush within the time left.
-    let _ = receiver.await;
+    // The app has exited and the socket is drained: flush within the time left.
     let deadline = tokio::time::Instant::now() + *flush_timeout.lock().unwrap_or_else(|e| e.into_inner());
     let done = tokio::time::timeout_at(deadline, pipeline.flush()).await;
     let left = pipeline.buffer.lock().unwrap_or_else(|e| e.into_inner()).take(usize::MAX).len() as u64;
@@ -134,10 +159,15 @@ async fn run(cfg: XrayConfig, socket: std::net::UdpSocket, cancel: CancellationT
     }
 }
 
-async fn receive(socket: tokio::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<Notify>, counters: Arc<Counters>, cancel: CancellationToken) {
+/// The receiver thread: blocking reads (waking every 100 ms to see whether to stop), then, when
+/// told to stop, everything still queued in the socket without waiting.
+fn receive(socket: std::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<Notify>, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65536];
     let mut seen_rejects = HashSet::new();
     let mut take = |n: usize, buf: &[u8]| {
+        if n == 0 {
+            return; // the wake-up at shutdown; never a segment
+        }
         Counters::add(&counters.received, 1);
         match datagram::parse(&buf[..n]) {
             Ok(body) => {
@@ -158,14 +188,15 @@ async fn receive(socket: tokio::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full
             }
         }
     };
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = socket.recv(&mut buf) => if let Ok(n) = r { take(n, &buf) },
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            take(n, &buf);
         }
     }
-    while let Ok(n) = socket.try_recv(&mut buf) {
-        take(n, &buf);
+    if socket.set_nonblocking(true).is_ok() {
+        while let Ok(n) = socket.recv(&mut buf) {
+            take(n, &buf);
+        }
     }
 }
 
