@@ -193,3 +193,99 @@ fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
     assert!(log.contains("received=400 sent=400"), "{log}");
     wait_in_moto(&moto, &ids, Duration::from_secs(20), "every segment in X-Ray");
 }
+
+/// The harness's stand-in for X-Ray's sampling APIs (moto has none); says "ready" when up.
+fn xray_stub(log: &std::path::Path) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut c = std::process::Command::new(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/xray_stub.py"))
+        .arg(port.to_string())
+        .arg(log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect(c.stdout.take().unwrap());
+    wait_until(Duration::from_secs(20), "the X-Ray stub", || out.lock().unwrap().contains("ready"));
+    (c, port)
+}
+
+fn sampling_client(address: &str) -> std::process::Output {
+    let mut c = std::process::Command::new(venv().join("bin/python"));
+    c.arg(repo().join("tests/aws/sampling_client.py")).arg(address);
+    run(c, T)
+}
+
+fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, endpoint);
+    if !credentials {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+            .env("AWS_CONFIG_FILE", "/nonexistent/config");
+    }
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", xray, "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
+    (agent, err)
+}
+
+#[test]
+fn the_sdks_sampling_client_gets_rules_through_the_agent_signed() {
+    // A stub upstream stands in for X-Ray's sampling APIs, which moto lacks.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("upstream.jsonl");
+    let (mut stub, stub_port) = xray_stub(&log);
+    let xray = format!("127.0.0.1:{}", free_port());
+    let (mut agent, _err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, true);
+
+    let out = sampling_client(&xray);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#"{"rules": ["stub-rule"], "targets": ["stub-rule"]}"#);
+    let upstream: Vec<serde_json::Value> = lines(&log).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for path in ["/GetSamplingRules", "/SamplingTargets"] {
+        let r = upstream.iter().find(|r| r["path"] == path).unwrap_or_else(|| panic!("{path} not forwarded: {upstream:?}"));
+        let auth = r["authorization"].as_str().unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=testing/") && auth.contains("/us-east-1/xray/aws4_request"), "{path} signed: {auth}");
+    }
+
+    // Anything else is 404, and answered by the agent, not forwarded.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&xray).unwrap();
+    s.write_all(b"POST /TraceSegments HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(!lines(&log).iter().any(|l| l.contains("/TraceSegments")), "not forwarded");
+
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
+    let _ = stub.kill();
+    let _ = stub.wait();
+}
+
+#[test]
+fn without_credentials_sampling_gets_503_and_nothing_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("upstream.jsonl");
+    let (mut stub, stub_port) = xray_stub(&log);
+    let xray = format!("127.0.0.1:{}", free_port());
+    let (mut agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, false);
+
+    let out = sampling_client(&xray);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("503"), "{}", stdout(&out));
+    assert!(read(&log).is_empty(), "nothing reached X-Ray unsigned: {}", read(&log));
+    assert!(err.lock().unwrap().contains("sampling proxy: no AWS credentials"));
+
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
+    let _ = stub.kill();
+    let _ = stub.wait();
+}

@@ -32,20 +32,25 @@ struct IdOnly {
     id: Option<String>,
 }
 
+/// The AWS configuration for X-Ray calls: the default credentials chain, rustls on ring, two
+/// attempts of at most 5 s each (the exporter adds its own retries on top).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_attempt_timeout(Duration::from_secs(5)).build())
+        .load()
+        .await
+}
+
 impl Exporter {
-    pub async fn new(attempt_timeout: Duration) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_attempt_timeout(attempt_timeout).build())
-            .load()
-            .await;
-        Exporter { client: aws_sdk_xray::Client::new(&cfg), logged: HashSet::new() }
+    pub async fn new() -> Self {
+        Exporter { client: aws_sdk_xray::Client::new(&sdk_config().await), logged: HashSet::new() }
     }
 
     /// Logs a kind of problem the first time it is seen.

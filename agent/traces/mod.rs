@@ -16,6 +16,7 @@ mod buffer;
 mod counters;
 pub mod datagram;
 mod export;
+mod sampling;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -66,6 +67,14 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
             return None;
         }
     };
+    // The sampling proxy shares the address, over TCP, as the daemon's does.
+    let sampling = match sampling::bind(cfg.address) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(address = %cfg.address, error = %e, "cannot serve X-Ray sampling requests (TCP); segments are still received");
+            None
+        }
+    };
     let rcvbuf = set_rcvbuf(&socket, cfg.rcvbuf);
     socket.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
     let cancel = CancellationToken::new();
@@ -87,7 +96,12 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
         .name("xray-export".into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
-            rt.block_on(export_loop(cfg, buffer, full, c, k, f));
+            rt.block_on(async move {
+                if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+                    tokio::spawn(sampling::serve(l, c.clone()));
+                }
+                export_loop(cfg, buffer, full, c, k, f).await
+            });
         })
         .expect("BUG: cannot start the X-Ray exporter thread");
     info!(address = %address, rcvbuf, "receiving X-Ray segments");
@@ -248,7 +262,7 @@ impl Pipeline {
     async fn send(&mut self, batch: Vec<String>) -> bool {
         let n = batch.len() as u64;
         if self.exporter.is_none() {
-            self.exporter = Some(Exporter::new(Duration::from_secs(5)).await);
+            self.exporter = Some(Exporter::new().await);
         }
         let exporter = self.exporter.as_mut().expect("set above");
         match exporter.send(&batch).await {
