@@ -214,6 +214,10 @@ pub struct HealthRunArgs {
     #[arg(long, env = "AGENT_HEALTH_SOCKET", hide_env_values = true, value_name = "NAME")]
     pub health_socket: Option<String>,
 
+    /// Unhealthy when trace exports have failed for longer than this [default: off]
+    #[arg(long, env = "AGENT_HEALTH_EXPORTS_FAILING", hide_env_values = true, value_name = "DURATION")]
+    pub health_exports_failing: Option<String>,
+
     /// Probe every 100 ms until the first pass and log `ready after N ms`
     #[arg(long, env = "AGENT_WAIT_READY", hide_env_values = true)]
     pub wait_ready: bool,
@@ -288,6 +292,7 @@ pub enum RestartPolicy {
 /// child does not inherit them. A constant, so `agent run` does not build clap's command tree a
 /// second time at start-up; a test keeps it equal to the clap definitions.
 pub const AGENT_ENV_VARS: &[&str] = &[
+    "AGENT_HEALTH_EXPORTS_FAILING",
     "AGENT_XRAY_ADDRESS",
     "AGENT_NO_XRAY",
     "AGENT_XRAY_FLUSH_INTERVAL",

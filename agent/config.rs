@@ -71,6 +71,7 @@ pub struct FileConfig {
     pub xray_buffer: Option<String>,
     pub xray_rcvbuf: Option<String>,
     pub flush_timeout: Option<String>,
+    pub health_exports_failing: Option<String>,
 }
 
 impl FileConfig {

@@ -50,9 +50,13 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     let xray_cfg = xray_config(args, file)?;
     let flush_timeout = layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
         .unwrap_or(std::time::Duration::from_secs(4));
+    let exports_failing = health_cfg.exports_failing;
     supervisor::adopt_orphans();
-    let health = health::start(health_cfg)?;
     let traces = xray_cfg.and_then(traces::start);
+    let health = health::start(health_cfg)?;
+    if let (Some(h), Some(t), Some(limit)) = (&health, &traces, exports_failing) {
+        h.state.watch_exports(t.health.clone(), limit);
+    }
 
     let mut control = None;
     let xray_env = traces.as_ref().and(args.xray_address.as_ref().or(file.xray_address.as_ref())).cloned();

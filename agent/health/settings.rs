@@ -26,6 +26,8 @@ pub struct HealthConfig {
     /// Where to serve health; `None` when neither a probe nor a socket was configured.
     pub serve_on: Option<SocketName>,
     pub wait_ready: bool,
+    /// Trace exports failing for longer than this make the app unhealthy.
+    pub exports_failing: Option<Duration>,
 }
 
 /// `agent health`'s settings, validated.
@@ -89,11 +91,13 @@ pub fn run_config(a: &HealthRunArgs, f: &FileConfig) -> Result<HealthConfig, Con
     if retries == 0 {
         return Err(Key::run("health-retries").error(a.health_retries.is_some(), "must be at least 1"));
     }
+    let exports_failing =
+        layered(Key::run("health-exports-failing"), a.health_exports_failing.as_ref(), f.health_exports_failing.as_ref(), parse_duration)?;
     let socket = a.health_socket.as_ref().or(f.health_socket.as_ref()).map(|s| SocketName::parse(s));
     let serve_on = match (&probe, socket) {
         (_, Some(s)) => Some(s),
-        (Some(_), None) => Some(SocketName::default_name()),
-        (None, None) => None,
+        (None, None) if exports_failing.is_none() => None,
+        _ => Some(SocketName::default_name()),
     };
     Ok(HealthConfig {
         probe,
@@ -104,6 +108,7 @@ pub fn run_config(a: &HealthRunArgs, f: &FileConfig) -> Result<HealthConfig, Con
         retries,
         serve_on,
         wait_ready: a.wait_ready || f.wait_ready.unwrap_or(false),
+        exports_failing,
     })
 }
 

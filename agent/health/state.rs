@@ -47,6 +47,8 @@ struct Inner {
 
 #[derive(Debug)]
 pub struct State {
+    /// With `--health-exports-failing`: trace exports failing longer than this are unhealthy.
+    exports: Mutex<Option<(std::sync::Arc<crate::traces::ExportHealth>, Duration)>>,
     inner: Mutex<Inner>,
     started: Instant,
     start_period: Duration,
@@ -57,6 +59,7 @@ pub struct State {
 impl State {
     pub fn new(cfg: &HealthConfig) -> Self {
         State {
+            exports: Mutex::new(None),
             inner: Mutex::new(Inner { child: Child::NotStarted, probing: Probing::default() }),
             started: Instant::now(),
             start_period: cfg.start_period,
@@ -68,6 +71,27 @@ impl State {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave this state half-written; keep serving it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes trace exports failing for longer than `limit` count as unhealthy.
+    pub fn watch_exports(&self, exports: std::sync::Arc<crate::traces::ExportHealth>, limit: Duration) {
+        *self.exports.lock().unwrap_or_else(|e| e.into_inner()) = Some((exports, limit));
+    }
+
+    /// An unhealthy verdict when trace exports have failed for too long.
+    fn exports_verdict(&self) -> Option<Verdict> {
+        let g = self.exports.lock().unwrap_or_else(|e| e.into_inner());
+        let (exports, limit) = g.as_ref()?;
+        let (since, reason) = exports.failing()?;
+        let failing_for = since.elapsed().unwrap_or_default();
+        (failing_for > *limit).then(|| Verdict {
+            healthy: false,
+            line: format!(
+                "unhealthy: X-Ray exports failing since {} (longer than {}): {reason}",
+                clock(since),
+                humantime::format_duration(*limit)
+            ),
+        })
     }
 
     /// The agent is fetching the app's secrets (the app is not started until they are loaded).
@@ -97,6 +121,16 @@ impl State {
     }
 
     pub fn verdict(&self) -> Verdict {
+        let v = self.verdict_of_app();
+        if v.healthy {
+            if let Some(exports) = self.exports_verdict() {
+                return exports;
+            }
+        }
+        v
+    }
+
+    fn verdict_of_app(&self) -> Verdict {
         let g = self.lock();
         let verdict = |healthy: bool, line: String| Verdict { healthy, line };
         let (pid, since) = match g.child {
@@ -178,6 +212,7 @@ mod tests {
             retries,
             serve_on: None,
             wait_ready: false,
+            exports_failing: None,
         };
         let s = State::new(&cfg);
         s.started(42);

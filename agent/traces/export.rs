@@ -5,7 +5,7 @@
 //! buffer and is tried again after a jittered, growing pause; segments the API refuses for good
 //! are counted as rejected and each kind of error is logged once, with its count at shutdown.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_xray::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -24,7 +24,8 @@ pub enum Sent {
 
 pub struct Exporter {
     client: aws_sdk_xray::Client,
-    logged: HashSet<String>,
+    /// How often each kind of problem happened; each kind is logged the first time only.
+    kinds: HashMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -50,13 +51,24 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 impl Exporter {
     pub async fn new() -> Self {
-        Exporter { client: aws_sdk_xray::Client::new(&sdk_config().await), logged: HashSet::new() }
+        Exporter { client: aws_sdk_xray::Client::new(&sdk_config().await), kinds: HashMap::new() }
     }
 
-    /// Logs a kind of problem the first time it is seen.
+    /// Counts a kind of problem, and logs it the first time it is seen.
     pub fn once(&mut self, kind: &str, message: impl FnOnce() -> String) {
-        if self.logged.insert(kind.to_string()) {
+        let n = self.kinds.entry(kind.to_string()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
             warn!("{}", message());
+        }
+    }
+
+    /// At shutdown: how often each kind of problem happened.
+    pub fn log_error_counts(&self) {
+        let mut kinds: Vec<_> = self.kinds.iter().collect();
+        kinds.sort();
+        for (kind, n) in kinds {
+            warn!(kind = %kind, count = n, "X-Ray export problems");
         }
     }
 

@@ -46,6 +46,31 @@ pub struct XrayConfig {
     pub rcvbuf: usize,
 }
 
+/// Whether exports are failing, and since when: for `agent health` (`--health-exports-failing`).
+#[derive(Debug, Default)]
+pub struct ExportHealth {
+    state: Mutex<Option<(std::time::SystemTime, String)>>,
+}
+
+impl ExportHealth {
+    fn failed(&self, reason: &str) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_mut() {
+            Some((_, r)) => *r = reason.to_string(),
+            None => *g = Some((std::time::SystemTime::now(), reason.to_string())),
+        }
+    }
+
+    fn succeeded(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Since when exports have failed, and the last reason; `None` while they work.
+    pub fn failing(&self) -> Option<(std::time::SystemTime, String)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The running pipeline.
 pub struct Traces {
     cancel: CancellationToken,
@@ -55,6 +80,7 @@ pub struct Traces {
     receiver: std::thread::JoinHandle<()>,
     thread: std::thread::JoinHandle<()>,
     pub counters: Arc<Counters>,
+    pub health: Arc<ExportHealth>,
 }
 
 /// Binds the UDP socket and starts the pipeline. A taken address (the X-Ray daemon sidecar is
@@ -90,7 +116,8 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
             .spawn(move || receive(socket, b, n, k, stop))
             .expect("BUG: cannot start the X-Ray receiver thread")
     };
-    let (c, k, f) = (cancel.clone(), counters.clone(), flush_timeout.clone());
+    let health = Arc::new(ExportHealth::default());
+    let (c, k, f, h) = (cancel.clone(), counters.clone(), flush_timeout.clone(), health.clone());
     let address = cfg.address;
     let thread = std::thread::Builder::new()
         .name("xray-export".into())
@@ -100,12 +127,12 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
                 if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
                     tokio::spawn(sampling::serve(l, c.clone()));
                 }
-                export_loop(cfg, buffer, full, c, k, f).await
+                export_loop(cfg, buffer, full, c, k, f, h).await
             });
         })
         .expect("BUG: cannot start the X-Ray exporter thread");
     info!(address = %address, rcvbuf, "receiving X-Ray segments");
-    Some(Traces { cancel, flush_timeout, stop_receiving, address, receiver, thread, counters })
+    Some(Traces { cancel, flush_timeout, stop_receiving, address, receiver, thread, counters, health })
 }
 
 impl Traces {
@@ -144,8 +171,9 @@ async fn export_loop(
     cancel: CancellationToken,
     counters: Arc<Counters>,
     flush_timeout: Arc<Mutex<Duration>>,
+    health: Arc<ExportHealth>,
 ) {
-    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200) };
+    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200), health };
     let mut last_logged = Snapshot::default();
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     minute.tick().await;
@@ -170,6 +198,9 @@ async fn export_loop(
     if left > 0 || done.is_err() {
         Counters::add(&pipeline.counters.dropped, left);
         warn!(unsent = left, "the flush timeout ran out before every segment was sent");
+    }
+    if let Some(e) = &pipeline.exporter {
+        e.log_error_counts();
     }
 }
 
@@ -219,6 +250,7 @@ struct Pipeline {
     counters: Arc<Counters>,
     exporter: Option<Exporter>,
     backoff: Duration,
+    health: Arc<ExportHealth>,
 }
 
 impl Pipeline {
@@ -267,6 +299,7 @@ impl Pipeline {
         let exporter = self.exporter.as_mut().expect("set above");
         match exporter.send(&batch).await {
             Sent::Done { retry, refused } => {
+                self.health.succeeded();
                 let back = retry.len() as u64;
                 Counters::add(&self.counters.sent, n - back - refused);
                 Counters::add(&self.counters.rejected, refused);
@@ -278,6 +311,7 @@ impl Pipeline {
                 true
             }
             Sent::RetryAll(reason) => {
+                self.health.failed(&reason);
                 exporter.once("retry", || format!("X-Ray is not taking segments; keeping them and retrying: {reason}"));
                 Counters::add(&self.counters.retried, n);
                 let dropped = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).put_back(batch);
@@ -285,6 +319,7 @@ impl Pipeline {
                 false
             }
             Sent::Failed(reason) => {
+                self.health.failed(&reason);
                 exporter.once(&format!("failed:{}", reason.split(':').next().unwrap_or("")), || {
                     format!("PutTraceSegments failed; the batch is dropped: {reason} (the task role needs xray:PutTraceSegments)")
                 });
