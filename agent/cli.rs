@@ -149,7 +149,7 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_FLUSH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
     pub xray_flush_interval: Option<String>,
 
-    /// Memory for segments X-Ray has not taken yet; the oldest are dropped beyond it [default: 8MiB]
+    /// Memory for segments X-Ray has not taken yet; the oldest are dropped beyond it [default: 4MiB]
     #[arg(long, env = "AGENT_XRAY_BUFFER", hide_env_values = true, value_name = "SIZE")]
     pub xray_buffer: Option<String>,
 

@@ -146,13 +146,16 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
     wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
-    let baseline = status_kb(agent.id(), "VmRSS:");
+    // A first delivery sets up the exporter (AWS config, TLS roots); measure from there on.
+    let dir = tempfile::tempdir().unwrap();
+    let first = send_segments(&xray, 10, &dir.path().join("first"), 0);
+    wait_in_moto(&moto, &first, Duration::from_secs(30), "a first delivery");
+    let baseline = status_kb(agent.id(), "VmHWM:");
 
     // X-Ray is away for 30 s while 30,000 segments of ~1 KB (about 30 MB) arrive, in three
     // bursts: far more than the 4 MiB budget.
     proxy.stop();
     let outage = std::time::Instant::now();
-    let dir = tempfile::tempdir().unwrap();
     let mut last_burst = Vec::new();
     for i in 0..3u64 {
         last_burst = send_segments(&xray, 10_000, &dir.path().join(format!("burst{i}")), 900);
@@ -162,7 +165,8 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     }
     assert!(err.lock().unwrap().contains("X-Ray is not taking segments"));
     let peak = status_kb(agent.id(), "VmHWM:");
-    assert!(peak.saturating_sub(baseline) < 12 * 1024, "memory stayed near the 4 MiB budget: {baseline} kB -> peak {peak} kB");
+    eprintln!("peak RSS during the outage: {baseline} kB -> {peak} kB");
+    assert!(peak.saturating_sub(baseline) < 10 * 1024, "memory stayed near the 4 MiB budget (30 MB arrived): {baseline} kB -> peak {peak} kB");
 
     // X-Ray comes back: what the budget kept (the newest) and what comes next are delivered.
     let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
@@ -175,9 +179,9 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     let log = err.lock().unwrap().clone();
     let counts = log.lines().find(|l| l.contains("final counts")).expect(&log).to_string();
     let num = |k: &str| -> u64 { counts.split(&format!("{k}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0) };
-    assert_eq!(num("received"), 30_010, "{counts}");
+    assert_eq!(num("received"), 30_020, "{counts}");
     assert!(num("dropped") >= 25_000, "what did not fit in 4 MiB was dropped, oldest first: {counts}");
-    assert_eq!(num("sent") + num("dropped") + num("rejected"), 30_010, "every segment is accounted for: {counts}");
+    assert_eq!(num("sent") + num("dropped") + num("rejected"), 30_020, "every segment is accounted for: {counts}");
     assert!(num("retried") > 0, "{counts}");
     drop(proxy);
 }

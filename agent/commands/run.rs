@@ -30,7 +30,7 @@ fn xray_config(args: &RunArgs, file: &FileConfig) -> anyhow::Result<Option<trace
         address,
         flush_interval: layered(Key::run("xray-flush-interval"), args.xray_flush_interval.as_ref(), file.xray_flush_interval.as_ref(), positive)?
             .unwrap_or(std::time::Duration::from_secs(1)),
-        buffer: layered(Key::run("xray-buffer"), args.xray_buffer.as_ref(), file.xray_buffer.as_ref(), parse_size)?.unwrap_or(8 << 20),
+        buffer: layered(Key::run("xray-buffer"), args.xray_buffer.as_ref(), file.xray_buffer.as_ref(), parse_size)?.unwrap_or(4 << 20),
         rcvbuf: layered(Key::run("xray-rcvbuf"), args.xray_rcvbuf.as_ref(), file.xray_rcvbuf.as_ref(), parse_size)?.unwrap_or(4 << 20),
     }))
 }

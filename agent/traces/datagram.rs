@@ -46,16 +46,21 @@ struct Header {
     version: Option<serde_json::Value>,
 }
 
+/// The headers the SDKs actually send, checked without a JSON parse.
+const CANONICAL: [&[u8]; 2] = [br#"{"format": "json", "version": 1}"#, br#"{"format":"json","version":1}"#];
+
 /// The segment document of a datagram, or why the datagram is rejected.
 pub fn parse(datagram: &[u8]) -> Result<&str, Reject> {
     let nl = datagram.iter().position(|&b| b == b'\n').ok_or(Reject::NoNewline)?;
     let (header, body) = (&datagram[..nl], &datagram[nl + 1..]);
-    let header: Header = serde_json::from_slice(header).map_err(|_| Reject::HeaderNotJson)?;
-    if !header.format.is_some_and(|f| f.eq_ignore_ascii_case("json")) {
-        return Err(Reject::BadFormat);
-    }
-    if !header.version.is_some_and(|v| v.as_i64() == Some(1) || v.as_f64() == Some(1.0)) {
-        return Err(Reject::BadVersion);
+    if !CANONICAL.contains(&header) {
+        let header: Header = serde_json::from_slice(header).map_err(|_| Reject::HeaderNotJson)?;
+        if !header.format.is_some_and(|f| f.eq_ignore_ascii_case("json")) {
+            return Err(Reject::BadFormat);
+        }
+        if !header.version.is_some_and(|v| v.as_i64() == Some(1) || v.as_f64() == Some(1.0)) {
+            return Err(Reject::BadVersion);
+        }
     }
     let body = std::str::from_utf8(body).map_err(|_| Reject::NotUtf8)?;
     let body = body.trim_end_matches(['\n', '\r']);

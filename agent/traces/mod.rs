@@ -204,44 +204,103 @@ async fn export_loop(
     }
 }
 
+/// Datagrams read per `recvmmsg` call: a burst costs one wake-up and one buffer lock.
+const SLOTS: usize = 16;
+const SLOT_SIZE: usize = 65536;
+
+/// Preallocated `recvmmsg` state: a slot of 64 KiB (the largest datagram) per message.
+struct Batch {
+    data: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new() -> Box<Batch> {
+        let mut b = Box::new(Batch { data: vec![0u8; SLOTS * SLOT_SIZE], iovs: Vec::with_capacity(SLOTS), hdrs: Vec::with_capacity(SLOTS) });
+        for i in 0..SLOTS {
+            // SAFETY: in bounds of `data`, which is never resized or moved out of the box.
+            let base = unsafe { b.data.as_mut_ptr().add(i * SLOT_SIZE) };
+            b.iovs.push(libc::iovec { iov_base: base.cast(), iov_len: SLOT_SIZE });
+        }
+        for i in 0..SLOTS {
+            // SAFETY: an all-zero mmsghdr is valid; the iovec pointer targets `iovs`, which is not
+            // resized after this point.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = &mut b.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            b.hdrs.push(h);
+        }
+        b
+    }
+
+    /// Waits for at least one datagram (up to the socket's read timeout), then takes whatever
+    /// else is queued, without waiting: how many were read.
+    fn recv(&mut self, fd: std::os::fd::RawFd, wait: bool) -> usize {
+        let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        // SAFETY: `hdrs` holds SLOTS valid headers pointing at live buffers.
+        let n = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), SLOTS as u32, flags, std::ptr::null_mut()) };
+        if n < 0 { 0 } else { n as usize }
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        let len = (self.hdrs[i].msg_len as usize).min(SLOT_SIZE);
+        &self.data[i * SLOT_SIZE..i * SLOT_SIZE + len]
+    }
+}
+
 /// The receiver thread: blocking reads (waking every 100 ms to see whether to stop), then, when
 /// told to stop, everything still queued in the socket without waiting.
 fn receive(socket: std::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<Notify>, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65536];
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let mut batch = Batch::new();
     let mut seen_rejects = HashSet::new();
-    let mut take = |n: usize, buf: &[u8]| {
-        if n == 0 {
-            return; // the wake-up at shutdown; never a segment
+    let mut segments: Vec<String> = Vec::with_capacity(SLOTS);
+    let mut take = |batch: &Batch, n: usize| {
+        for i in 0..n {
+            let d = batch.datagram(i);
+            if d.is_empty() {
+                continue; // the wake-up at shutdown; never a segment
+            }
+            Counters::add(&counters.received, 1);
+            match datagram::parse(d) {
+                Ok(body) => segments.push(body.to_string()),
+                Err(r) => {
+                    Counters::add(&counters.rejected, 1);
+                    if seen_rejects.insert(r) {
+                        warn!(reason = r.as_str(), "rejected an X-Ray datagram (further ones like it are only counted)");
+                    }
+                }
+            }
         }
-        Counters::add(&counters.received, 1);
-        match datagram::parse(&buf[..n]) {
-            Ok(body) => {
-                let mut b = buffer.lock().unwrap_or_else(|e| e.into_inner());
-                let dropped = b.push(body.to_string());
-                if dropped > 0 {
-                    Counters::add(&counters.dropped, dropped);
-                }
-                if b.len() >= BATCH {
-                    full.notify_one();
-                }
-            }
-            Err(r) => {
-                Counters::add(&counters.rejected, 1);
-                if seen_rejects.insert(r) {
-                    warn!(reason = r.as_str(), "rejected an X-Ray datagram (further ones like it are only counted)");
-                }
-            }
+        if segments.is_empty() {
+            return;
+        }
+        let mut b = buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let before = b.len();
+        let mut dropped = 0;
+        for s in segments.drain(..) {
+            dropped += b.push(s);
+        }
+        if dropped > 0 {
+            Counters::add(&counters.dropped, dropped);
+        }
+        // Wake the exporter when a batch fills (it keeps sending while full batches remain).
+        if before < BATCH && b.len() >= BATCH {
+            full.notify_one();
         }
     };
     while !stop.load(Ordering::SeqCst) {
-        if let Ok(n) = socket.recv(&mut buf) {
-            take(n, &buf);
-        }
+        let n = batch.recv(fd, true);
+        take(&batch, n);
     }
-    if socket.set_nonblocking(true).is_ok() {
-        while let Ok(n) = socket.recv(&mut buf) {
-            take(n, &buf);
+    loop {
+        let n = batch.recv(fd, false);
+        if n == 0 {
+            break;
         }
+        take(&batch, n);
     }
 }
 
