@@ -346,3 +346,29 @@ fn health_can_turn_unhealthy_when_exports_keep_failing() {
     signal(agent.id(), libc::SIGTERM);
     wait_child(&mut agent, T, "agent");
 }
+
+#[test]
+fn a_short_lived_app_still_gets_its_segment_delivered() {
+    // The child sends one segment and exits at once, before the pipeline's threads would start
+    // (100 ms): the agent finds the datagram waiting at shutdown, starts, and delivers it.
+    let moto = Moto::start();
+    let xray_port = free_port();
+    let xray = format!("127.0.0.1:{xray_port}");
+    let trace = "1-6560a0b0-0123456789abcdef01234567";
+    let seg = format!(r#"{{"format":"json","version":1}}
+{{"trace_id":"{trace}","id":"1111222233334444","name":"short","start_time":1700831408.0,"end_time":1700831408.5}}"#);
+    // One write, one datagram (bash's printf would split it at the newline).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("segment");
+    std::fs::write(&file, seg).unwrap();
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &moto.endpoint());
+    cmd.env_remove("AGENT_NO_XRAY")
+        .args(["run", "--xray-address", &xray, "--", "bash", "-c", &format!("cat {} > /dev/udp/127.0.0.1/{xray_port}", file.display())]);
+    let start = std::time::Instant::now();
+    let out = run(cmd, T);
+    assert_eq!(code(&out, "short-lived app"), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("received=1 sent=1"), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    wait_in_moto(&moto, &[trace.to_string()], Duration::from_secs(10), "the short-lived app's trace");
+}

@@ -52,7 +52,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         .unwrap_or(std::time::Duration::from_secs(4));
     let exports_failing = health_cfg.exports_failing;
     supervisor::adopt_orphans();
-    let traces = xray_cfg.and_then(traces::start);
+    let traces = xray_cfg.and_then(traces::start).map(std::sync::Arc::new);
     let health = health::start(health_cfg)?;
     if let (Some(h), Some(t), Some(limit)) = (&health, &traces, exports_failing) {
         h.state.watch_exports(t.health.clone(), limit);
@@ -112,6 +112,10 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     if let Some(h) = &health {
         sup = sup.with_events(h.state.as_ref());
     }
+    // Trace threads start once the app has run a moment: a short-lived command pays for none.
+    if let Some(t) = traces.clone() {
+        sup = sup.when_settled(std::time::Duration::from_millis(100), move || t.activate());
+    }
     // Once the app has been up a moment, give back the start-up code's pages (memory.rs).
     sup = sup.when_settled(std::time::Duration::from_secs(2), || {
         let released = crate::memory::release_startup_pages();
@@ -119,7 +123,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     });
     let result = sup.run();
     // The app and everything it started are gone: send what traces are left, then exit.
-    if let Some(t) = traces {
+    if let Some(t) = traces.and_then(|t| std::sync::Arc::try_unwrap(t).ok()) {
         t.shutdown(flush_timeout);
     }
     match result {

@@ -101,20 +101,21 @@ pub struct Supervisor<'a> {
     /// A `Control::Restart` in progress: the environment for the next child, and when the
     /// current one is SIGKILLed if it has not exited.
     replacement: Option<(Vec<(std::ffi::OsString, std::ffi::OsString)>, Instant)>,
-    /// Run once after a child has been running this long (see `when_settled`).
-    settled: Option<(Duration, Box<dyn FnOnce() + 'a>)>,
+    /// Each runs once, when a child has been running for its duration (see `when_settled`).
+    settled: Vec<(Duration, Box<dyn FnOnce() + 'a>)>,
 }
 
 impl<'a> Supervisor<'a> {
     /// `handled` must be the set returned by [`block_signals`].
     pub fn new(cfg: &'a RunConfig, spec: ChildSpec, handled: &SigSet) -> nix::Result<Self> {
         let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None, settled: None })
+        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None, settled: Vec::new() })
     }
 
     /// Runs `f` once, when a child has been running for `after` (never on a short-lived child).
     pub fn when_settled(mut self, after: Duration, f: impl FnOnce() + 'a) -> Self {
-        self.settled = Some((after, Box::new(f)));
+        self.settled.push((after, Box::new(f)));
+        self.settled.sort_by_key(|(d, _)| *d);
         self
     }
 
@@ -194,13 +195,12 @@ impl<'a> Supervisor<'a> {
         let mut leftovers_deadline: Option<Instant> = None;
         let mut killed = false;
         let mut next_rekill = Instant::now();
-        let settle_at = self.settled.as_ref().map(|(after, _)| Instant::now() + *after);
+        let started = Instant::now();
         loop {
             let now = Instant::now();
-            if status.is_none() && settle_at.is_some_and(|t| now >= t) {
-                if let Some((_, f)) = self.settled.take() {
-                    f();
-                }
+            while status.is_none() && self.settled.first().is_some_and(|(after, _)| now >= started + *after) {
+                let (_, f) = self.settled.remove(0);
+                f();
             }
             let replace_due = self.replacement.as_ref().map(|(_, d)| *d);
             let due = if status.is_none() { earliest(self.stop_deadline, replace_due) } else { leftovers_deadline };
@@ -222,7 +222,7 @@ impl<'a> Supervisor<'a> {
                 self.kill_everything(child, status.is_none());
                 next_rekill = now + REKILL_EVERY;
             }
-            let settle_wake = if self.settled.is_some() && status.is_none() { settle_at } else { None };
+            let settle_wake = if status.is_none() { self.settled.first().map(|(after, _)| started + *after) } else { None };
             let wake = earliest(if killed { Some(next_rekill) } else { due }, settle_wake);
             self.wait(wake);
 

@@ -71,16 +71,25 @@ impl ExportHealth {
     }
 }
 
-/// The running pipeline.
+/// The pipeline: sockets bound at start; threads started by `activate` (once the app has run a
+/// moment, or at shutdown if segments are waiting), so a short-lived app pays for no threads.
+/// Until then the kernel queues datagrams and connections.
 pub struct Traces {
     cancel: CancellationToken,
     flush_timeout: Arc<Mutex<Duration>>,
     stop_receiving: Arc<AtomicBool>,
     address: SocketAddr,
-    receiver: std::thread::JoinHandle<()>,
-    thread: std::thread::JoinHandle<()>,
+    pending: Mutex<Option<Pending>>,
+    threads: Mutex<Option<(std::thread::JoinHandle<()>, std::thread::JoinHandle<()>)>>,
     pub counters: Arc<Counters>,
     pub health: Arc<ExportHealth>,
+}
+
+/// What `activate` needs to start the threads.
+struct Pending {
+    cfg: XrayConfig,
+    socket: std::net::UdpSocket,
+    sampling: Option<std::net::TcpListener>,
 }
 
 /// Binds the UDP socket and starts the pipeline. A taken address (the X-Ray daemon sidecar is
@@ -103,41 +112,66 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
     };
     let rcvbuf = set_rcvbuf(&socket, cfg.rcvbuf);
     socket.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
-    let cancel = CancellationToken::new();
-    let counters = Arc::new(Counters::default());
-    let flush_timeout = Arc::new(Mutex::new(Duration::from_secs(4)));
-    let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
-    let full = Arc::new(Notify::new());
-    let stop_receiving = Arc::new(AtomicBool::new(false));
-    let receiver = {
-        let (b, n, k, stop) = (buffer.clone(), full.clone(), counters.clone(), stop_receiving.clone());
-        std::thread::Builder::new()
-            .name("xray-receive".into())
-            .spawn(move || receive(socket, b, n, k, stop))
-            .expect("BUG: cannot start the X-Ray receiver thread")
-    };
-    let health = Arc::new(ExportHealth::default());
-    let (c, k, f, h) = (cancel.clone(), counters.clone(), flush_timeout.clone(), health.clone());
-    let address = cfg.address;
-    let thread = std::thread::Builder::new()
-        .name("xray-export".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
-            rt.block_on(async move {
-                if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
-                    tokio::spawn(sampling::serve(l, c.clone()));
-                }
-                export_loop(cfg, buffer, full, c, k, f, h).await
-            });
-        })
-        .expect("BUG: cannot start the X-Ray exporter thread");
-    info!(address = %address, rcvbuf, "receiving X-Ray segments");
-    Some(Traces { cancel, flush_timeout, stop_receiving, address, receiver, thread, counters, health })
+    info!(address = %cfg.address, rcvbuf, "receiving X-Ray segments");
+    Some(Traces {
+        cancel: CancellationToken::new(),
+        flush_timeout: Arc::new(Mutex::new(Duration::from_secs(4))),
+        stop_receiving: Arc::new(AtomicBool::new(false)),
+        address: cfg.address,
+        pending: Mutex::new(Some(Pending { cfg, socket, sampling })),
+        threads: Mutex::new(None),
+        counters: Arc::new(Counters::default()),
+        health: Arc::new(ExportHealth::default()),
+    })
 }
 
 impl Traces {
+    /// Starts the receiver and exporter threads (once; later calls do nothing).
+    pub fn activate(&self) {
+        let Some(Pending { cfg, socket, sampling }) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
+        let full = Arc::new(Notify::new());
+        let receiver = {
+            let (b, n, k, stop) = (buffer.clone(), full.clone(), self.counters.clone(), self.stop_receiving.clone());
+            std::thread::Builder::new()
+                .name("xray-receive".into())
+                .spawn(move || receive(socket, b, n, k, stop))
+                .expect("BUG: cannot start the X-Ray receiver thread")
+        };
+        let (c, k, f, h) = (self.cancel.clone(), self.counters.clone(), self.flush_timeout.clone(), self.health.clone());
+        let exporter = std::thread::Builder::new()
+            .name("xray-export".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
+                rt.block_on(async move {
+                    if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+                        tokio::spawn(sampling::serve(l, c.clone()));
+                    }
+                    export_loop(cfg, buffer, full, c, k, f, h).await
+                });
+            })
+            .expect("BUG: cannot start the X-Ray exporter thread");
+        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = Some((receiver, exporter));
+    }
+
+    /// Whether datagrams wait in a socket no thread reads yet.
+    fn waiting(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = g.as_ref() else { return false };
+        let mut b = [0u8; 1];
+        // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the datagram in place.
+        unsafe { libc::recv(p.socket.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) >= 0 }
+    }
+
     /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
     pub fn shutdown(self, flush_timeout: Duration) -> Snapshot {
+        if self.waiting() {
+            self.activate();
+        }
+        let Some((receiver, thread)) = self.threads.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return self.counters.snapshot(); // never started, nothing arrived
+        };
         *self.flush_timeout.lock().unwrap_or_else(|e| e.into_inner()) = flush_timeout;
         // First everything the socket still holds, then the final flush.
         self.stop_receiving.store(true, Ordering::SeqCst);
@@ -145,9 +179,9 @@ impl Traces {
         if let Ok(s) = std::net::UdpSocket::bind(if self.address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }) {
             let _ = s.send_to(&[], self.address);
         }
-        let _ = self.receiver.join();
+        let _ = receiver.join();
         self.cancel.cancel();
-        let _ = self.thread.join();
+        let _ = thread.join();
         let s = self.counters.snapshot();
         info!(received = s.received, sent = s.sent, rejected = s.rejected, dropped = s.dropped, retried = s.retried, "X-Ray segments, final counts");
         s
