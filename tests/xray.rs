@@ -259,19 +259,46 @@ fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool) -> (std::proce
     (agent, err)
 }
 
+/// An agent relaying to the sampling stub; stopped (with the stub) on drop.
+struct SamplingSetup {
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    xray: String,
+    stub: std::process::Child,
+    agent: std::process::Child,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl SamplingSetup {
+    fn start(credentials: bool) -> SamplingSetup {
+        // A stub upstream stands in for X-Ray's sampling APIs, which moto lacks.
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("upstream.jsonl");
+        let (stub, stub_port) = xray_stub(&log);
+        let xray = format!("127.0.0.1:{}", free_port());
+        let (agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, credentials);
+        SamplingSetup { _dir: dir, log, xray, stub, agent, err }
+    }
+}
+
+impl Drop for SamplingSetup {
+    fn drop(&mut self) {
+        signal(self.agent.id(), libc::SIGTERM);
+        wait_child(&mut self.agent, T, "agent");
+        let _ = self.stub.kill();
+        let _ = self.stub.wait();
+    }
+}
+
 #[test]
 fn the_sdks_sampling_client_gets_rules_through_the_agent_signed() {
-    // A stub upstream stands in for X-Ray's sampling APIs, which moto lacks.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("upstream.jsonl");
-    let (mut stub, stub_port) = xray_stub(&log);
-    let xray = format!("127.0.0.1:{}", free_port());
-    let (mut agent, _err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, true);
+    let setup = SamplingSetup::start(true);
+    let (log, xray) = (&setup.log, &setup.xray);
 
-    let out = sampling_client(&xray);
+    let out = sampling_client(xray);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).trim(), r#"{"rules": ["stub-rule"], "targets": ["stub-rule"]}"#);
-    let upstream: Vec<serde_json::Value> = lines(&log).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let upstream: Vec<serde_json::Value> = lines(log).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     for path in ["/GetSamplingRules", "/SamplingTargets"] {
         let r = upstream.iter().find(|r| r["path"] == path).unwrap_or_else(|| panic!("{path} not forwarded: {upstream:?}"));
         let auth = r["authorization"].as_str().unwrap();
@@ -280,37 +307,22 @@ fn the_sdks_sampling_client_gets_rules_through_the_agent_signed() {
 
     // Anything else is 404, and answered by the agent, not forwarded.
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&xray).unwrap();
+    let mut s = std::net::TcpStream::connect(xray).unwrap();
     s.write_all(b"POST /TraceSegments HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
-    assert!(!lines(&log).iter().any(|l| l.contains("/TraceSegments")), "not forwarded");
-
-    signal(agent.id(), libc::SIGTERM);
-    wait_child(&mut agent, T, "agent");
-    let _ = stub.kill();
-    let _ = stub.wait();
+    assert!(!lines(log).iter().any(|l| l.contains("/TraceSegments")), "not forwarded");
 }
 
 #[test]
 fn without_credentials_sampling_gets_503_and_nothing_is_forwarded() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("upstream.jsonl");
-    let (mut stub, stub_port) = xray_stub(&log);
-    let xray = format!("127.0.0.1:{}", free_port());
-    let (mut agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, false);
-
-    let out = sampling_client(&xray);
+    let setup = SamplingSetup::start(false);
+    let out = sampling_client(&setup.xray);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("503"), "{}", stdout(&out));
-    assert!(read(&log).is_empty(), "nothing reached X-Ray unsigned: {}", read(&log));
-    assert!(err.lock().unwrap().contains("sampling proxy: no AWS credentials"));
-
-    signal(agent.id(), libc::SIGTERM);
-    wait_child(&mut agent, T, "agent");
-    let _ = stub.kill();
-    let _ = stub.wait();
+    assert!(read(&setup.log).is_empty(), "nothing reached X-Ray unsigned: {}", read(&setup.log));
+    assert!(setup.err.lock().unwrap().contains("sampling proxy: no AWS credentials"));
 }
 
 #[test]
