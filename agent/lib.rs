@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) is a thin table of contents over these modules; they are a library so
 //! that tests can drive parts in-process.
 
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,6 +1,6 @@
 //! AWS clients for the secrets step: aws-config's default chain (environment, profile, ECS
 //! container credentials, IMDS), `AWS_ENDPOINT_URL`, a client per region, and the retry policy.
-//! The HTTPS client is rustls on ring, with the system's root certificates.
+//! The configuration itself comes from `crate::aws`.
 //!
 //! Retries are the SDK's standard ones — jittered exponential backoff on throttling, 5xx,
 //! timeouts and dropped connections — with more attempts than its default and a per-attempt
@@ -11,28 +11,17 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls;
 
 pub async fn load(total: Duration) -> SdkConfig {
     // A quarter of the whole budget per attempt (1–10 s) leaves room for retries after a hang.
     let attempt = (total / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(20)
-                .with_initial_backoff(Duration::from_millis(200))
-                .with_max_backoff(Duration::from_secs(5)),
-        )
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(attempt).build())
-        .load()
-        .await
+    let retry = RetryConfig::standard()
+        .with_max_attempts(20)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(5));
+    crate::aws::config(retry, attempt).await
 }
 
 pub fn ssm(base: &SdkConfig, region: &str) -> aws_sdk_ssm::Client {

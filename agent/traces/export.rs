@@ -33,25 +33,20 @@ struct IdOnly {
     id: Option<String>,
 }
 
-/// The AWS configuration for X-Ray calls: the default credentials chain, rustls on ring, two
-/// attempts of at most 5 s each (the exporter adds its own retries on top).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_attempt_timeout(Duration::from_secs(5)).build())
-        .load()
+/// The AWS configuration for X-Ray calls (PutTraceSegments and the sampling proxy): two
+/// attempts of at most 5 s each (the exporter adds its own retries on top). Loaded once, on first
+/// use, and shared.
+pub type SharedConfig = std::sync::Arc<tokio::sync::OnceCell<aws_config::SdkConfig>>;
+
+pub async fn sdk_config(shared: &SharedConfig) -> &aws_config::SdkConfig {
+    shared
+        .get_or_init(|| crate::aws::config(aws_config::retry::RetryConfig::standard().with_max_attempts(2), Duration::from_secs(5)))
         .await
 }
 
 impl Exporter {
-    pub async fn new() -> Self {
-        Exporter { client: aws_sdk_xray::Client::new(&sdk_config().await), kinds: HashMap::new() }
+    pub async fn new(shared: &SharedConfig) -> Self {
+        Exporter { client: aws_sdk_xray::Client::new(sdk_config(shared).await), kinds: HashMap::new() }
     }
 
     /// Counts a kind of problem, and logs it the first time it is seen.

@@ -144,10 +144,12 @@ impl Traces {
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: traces runtime");
                 rt.block_on(async move {
+                    // One AWS configuration for the exporter and the sampling proxy.
+                    let aws = export::SharedConfig::default();
                     if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
-                        tokio::spawn(sampling::serve(l, c.clone()));
+                        tokio::spawn(sampling::serve(l, c.clone(), aws.clone()));
                     }
-                    export_loop(cfg, buffer, full, c, k, f, h).await
+                    export_loop(cfg, buffer, full, c, k, f, h, aws).await
                 });
             })
             .expect("BUG: cannot start the X-Ray exporter thread");
@@ -206,8 +208,9 @@ async fn export_loop(
     counters: Arc<Counters>,
     flush_timeout: Arc<Mutex<Duration>>,
     health: Arc<ExportHealth>,
+    aws: export::SharedConfig,
 ) {
-    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200), health };
+    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200), health, aws };
     let mut last_logged = Snapshot::default();
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     minute.tick().await;
@@ -344,6 +347,7 @@ struct Pipeline {
     exporter: Option<Exporter>,
     backoff: Duration,
     health: Arc<ExportHealth>,
+    aws: export::SharedConfig,
 }
 
 impl Pipeline {
@@ -387,7 +391,7 @@ impl Pipeline {
     async fn send(&mut self, batch: Vec<String>) -> bool {
         let n = batch.len() as u64;
         if self.exporter.is_none() {
-            self.exporter = Some(Exporter::new().await);
+            self.exporter = Some(Exporter::new(&self.aws).await);
         }
         let exporter = self.exporter.as_mut().expect("set above");
         match exporter.send(&batch).await {

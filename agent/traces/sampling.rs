@@ -14,22 +14,22 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::OnceCell;
+use super::export::{sdk_config, SharedConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 type Reply = Response<Full<Bytes>>;
 
 /// Serves until `cancel`. The listener is bound by the caller, so a taken port is its error.
-pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken) {
-    let upstream: &'static OnceCell<aws_config::SdkConfig> = Box::leak(Box::new(OnceCell::new()));
+pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, upstream: SharedConfig) {
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => return,
             r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
         };
+        let upstream = upstream.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, upstream));
+            let svc = hyper::service::service_fn(move |req| handle(req, upstream.clone()));
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
         });
     }
@@ -48,7 +48,7 @@ fn reply(status: StatusCode, body: Value) -> Result<Reply, Infallible> {
     Ok(r)
 }
 
-async fn handle(req: Request<Incoming>, upstream: &'static OnceCell<aws_config::SdkConfig>) -> Result<Reply, Infallible> {
+async fn handle(req: Request<Incoming>, upstream: SharedConfig) -> Result<Reply, Infallible> {
     let op = match (req.method(), req.uri().path()) {
         (&Method::POST, "/GetSamplingRules") => Op::Rules,
         (&Method::POST, "/SamplingTargets") => Op::Targets,
@@ -67,7 +67,7 @@ async fn handle(req: Request<Incoming>, upstream: &'static OnceCell<aws_config::
             Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"message": format!("the body is not JSON: {e}")})),
         }
     };
-    let cfg = upstream.get_or_init(super::export::sdk_config).await;
+    let cfg = sdk_config(&upstream).await;
     // Never forward unsigned: no credentials, no call.
     let creds = match cfg.credentials_provider() {
         Some(p) => p.provide_credentials().await.map_err(|e| e.to_string()),
