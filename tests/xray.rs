@@ -72,16 +72,7 @@ fn malformed_datagrams_are_counted_and_harm_nothing() {
     let moto = Moto::start();
     let xray_port = free_port();
     let xray = format!("127.0.0.1:{xray_port}");
-    let mut cmd = agent_cmd();
-    aws_env(&mut cmd, &moto.endpoint());
-    cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--", "sleep", "300"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut agent = cmd.spawn().unwrap();
-    let err = collect(agent.stderr.take().unwrap());
-    wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
+    let (mut agent, err) = agent_with_xray(&moto.endpoint(), &xray, true, &[]);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let good = r#"{"format":"json","version":1}
 {"trace_id":"1-5f84c7a1-1234567890abcdef01234567","id":"0123456789abcdef","name":"ok","start_time":1700000000.0,"end_time":1700000001.0}"#;
@@ -136,16 +127,7 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     let proxy_port = free_port();
     let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
     let xray = format!("127.0.0.1:{}", free_port());
-    let mut cmd = agent_cmd();
-    aws_env(&mut cmd, &proxy.endpoint());
-    cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--xray-buffer", "4MiB", "--xray-flush-interval", "100ms", "--", "sleep", "300"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut agent = cmd.spawn().unwrap();
-    let err = collect(agent.stderr.take().unwrap());
-    wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
+    let (mut agent, err) = agent_with_xray(&proxy.endpoint(), &xray, true, &["--xray-buffer", "4MiB", "--xray-flush-interval", "100ms"]);
     // A first delivery sets up the exporter (AWS config, TLS roots); measure from there on.
     let dir = tempfile::tempdir().unwrap();
     let first = send_segments(&xray, 10, &dir.path().join("first"), 0);
@@ -239,7 +221,8 @@ fn sampling_client(address: &str) -> std::process::Output {
     run(c, T)
 }
 
-fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+/// `agent run --xray-address XRAY [flags] -- sleep 300` against `endpoint`, once it receives.
+fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool, flags: &[&str]) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, endpoint);
     if !credentials {
@@ -249,7 +232,9 @@ fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool) -> (std::proce
             .env("AWS_CONFIG_FILE", "/nonexistent/config");
     }
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", xray, "--", "sleep", "300"])
+        .args(["run", "--xray-address", xray])
+        .args(flags)
+        .args(["--", "sleep", "300"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -276,7 +261,7 @@ impl SamplingSetup {
         let log = dir.path().join("upstream.jsonl");
         let (stub, stub_port) = xray_stub(&log);
         let xray = format!("127.0.0.1:{}", free_port());
-        let (agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, credentials);
+        let (agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, credentials, &[]);
         SamplingSetup { _dir: dir, log, xray, stub, agent, err }
     }
 }
