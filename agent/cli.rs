@@ -157,6 +157,34 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_RCVBUF", hide_env_values = true, value_name = "SIZE")]
     pub xray_rcvbuf: Option<String>,
 
+    /// Receive OTLP/HTTP spans on this address and relay them upstream [default: 127.0.0.1:4318]
+    #[arg(long, env = "AGENT_OTLP_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
+    pub otlp_address: Option<String>,
+
+    /// Do not relay OTLP, even when an upstream is configured (the app's OTEL_* variables are left alone)
+    #[arg(long, env = "AGENT_NO_OTLP", hide_env_values = true)]
+    pub no_otlp: bool,
+
+    /// Relay OTLP spans to this base URL (/v1/traces is appended), as OTEL_EXPORTER_OTLP_ENDPOINT does
+    #[arg(long, env = "AGENT_OTLP_ENDPOINT", hide_env_values = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// A header for the OTLP upstream (repeatable); ${NAME} takes NAME from the environment or the secrets
+    #[arg(long = "otlp-header", env = "AGENT_OTLP_HEADERS", hide_env_values = true, value_name = "NAME=VALUE", value_delimiter = ',')]
+    pub otlp_headers: Vec<String>,
+
+    /// Relay OTLP spans to X-Ray's OTLP endpoint, signed with the task role (SigV4)
+    #[arg(long, env = "AGENT_OTLP_XRAY", hide_env_values = true)]
+    pub otlp_xray: bool,
+
+    /// Memory for spans an upstream has not taken yet (each upstream); the oldest are dropped beyond it [default: 8MiB]
+    #[arg(long, env = "AGENT_OTLP_BUFFER", hide_env_values = true, value_name = "SIZE")]
+    pub otlp_buffer: Option<String>,
+
+    /// Send a partial batch of spans after this long [default: 1s]
+    #[arg(long, env = "AGENT_OTLP_FLUSH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
+    pub otlp_flush_interval: Option<String>,
+
     /// After the app has exited, how long the agent may spend sending what traces it still holds [default: 4s]
     #[arg(long, env = "AGENT_FLUSH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub flush_timeout: Option<String>,
@@ -299,6 +327,13 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_XRAY_BUFFER",
     "AGENT_XRAY_RCVBUF",
     "AGENT_FLUSH_TIMEOUT",
+    "AGENT_OTLP_ADDRESS",
+    "AGENT_NO_OTLP",
+    "AGENT_OTLP_ENDPOINT",
+    "AGENT_OTLP_HEADERS",
+    "AGENT_OTLP_XRAY",
+    "AGENT_OTLP_BUFFER",
+    "AGENT_OTLP_FLUSH_INTERVAL",
     "AGENT_CONFIG",
     "AGENT_LOG_FORMAT",
     "AGENT_LOG_LEVEL",

@@ -71,6 +71,13 @@ pub struct FileConfig {
     pub xray_buffer: Option<String>,
     pub xray_rcvbuf: Option<String>,
     pub flush_timeout: Option<String>,
+    pub otlp_address: Option<String>,
+    pub no_otlp: Option<bool>,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_header: Option<Vec<String>>,
+    pub otlp_xray: Option<bool>,
+    pub otlp_buffer: Option<String>,
+    pub otlp_flush_interval: Option<String>,
     pub health_exports_failing: Option<String>,
 }
 

@@ -11,6 +11,7 @@ use crate::config::{self, FileConfig};
 use crate::exit::Code;
 use crate::health;
 use crate::config::{layered, parse_duration, parse_size, Key};
+use crate::otlp;
 use crate::traces;
 use crate::secrets::refresh::{self, OnChange, Refresher};
 use crate::secrets;
@@ -48,6 +49,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     let on_change = layered(Key::run("on-change"), args.on_change.as_ref(), file.on_change.as_ref(), |s| s.parse::<OnChange>())?
         .unwrap_or(OnChange::Restart);
     let xray_cfg = xray_config(args, file)?;
+    let otlp_settings = otlp::settings::config(args, file)?;
     let flush_timeout = layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
         .unwrap_or(std::time::Duration::from_secs(4));
     let exports_failing = health_cfg.exports_failing;
@@ -55,7 +57,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     let traces = xray_cfg.and_then(traces::start).map(std::sync::Arc::new);
     let health = health::start(health_cfg)?;
     if let (Some(h), Some(t), Some(limit)) = (&health, &traces, exports_failing) {
-        h.state.watch_exports(t.health.clone(), limit);
+        h.state.watch_exports("X-Ray", t.health.clone(), limit);
     }
 
     let mut control = None;
@@ -66,7 +68,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     spec.env_remove = AGENT_ENV_VARS.iter().map(|s| s.to_string()).collect();
     if let Some(addr) = xray_env.filter(|a| a.trim() != traces::DEFAULT_ADDRESS) {
         // The SDKs read host:port for both the UDP segments and the TCP sampling endpoint.
-        spec.env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), addr.trim().into()));
+        spec.env_fixed.push(("AWS_XRAY_DAEMON_ADDRESS".into(), addr.trim().into()));
     }
     if refresh_interval.is_some() && secrets_cfg.sources.is_empty() {
         tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
@@ -85,9 +87,7 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         if let Some(dir) = &secrets_dir {
             secrets::files::write_all(dir, &resolved).with_context(|| format!("--secrets-dir {}", dir.display()))?;
         }
-        let mut env = secrets::child_env(&resolved, no_override);
-        env.append(&mut spec.env);
-        spec.env = env;
+        spec.env = secrets::child_env(&resolved, no_override);
         if let Some(interval) = refresh_interval {
             let (tx, rx) = supervisor::control::channel().context("cannot create the control pipe")?;
             control = Some(rx);
@@ -102,6 +102,28 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
             };
             refresher.spawn(refresh_stop_rx);
             info!(interval = %humantime::format_duration(interval), on_change = ?on_change, "refreshing secrets");
+        }
+    }
+
+    // OTLP: the upstreams may come from the secrets (the Honeycomb key), so they are read now.
+    let relay = match &otlp_settings {
+        Some(settings) => match settings.upstreams(&otlp::app_env(&spec.env, &spec.env_remove)) {
+            Ok(upstreams) if upstreams.is_empty() => None,
+            Ok(upstreams) => otlp::start(settings, upstreams).inspect(|_| {
+                let (set, remove) = settings.child_env();
+                spec.env_remove.extend(remove);
+                spec.env_fixed.extend(set.into_iter().map(|(k, v)| (k.into(), v.into())));
+            }),
+            Err(e) => {
+                error!(code = Code::Config.as_u8(), "{e}");
+                return Ok(Code::Config.into());
+            }
+        },
+        None => None,
+    };
+    if let (Some(h), Some(r), Some(limit)) = (&health, &relay, exports_failing) {
+        for (name, exports) in r.health() {
+            h.state.watch_exports(&name, exports, limit);
         }
     }
 
@@ -122,9 +144,16 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         tracing::debug!(bytes = released, "released start-up code mappings");
     });
     let result = sup.run();
-    // The app and everything it started are gone: send what traces are left, then exit.
+    // The app and everything it started are gone: send what traces are left (X-Ray and OTLP
+    // at once, each within the flush timeout), then exit.
+    if let Some(r) = &relay {
+        r.begin_shutdown(flush_timeout);
+    }
     if let Some(t) = traces.and_then(|t| std::sync::Arc::try_unwrap(t).ok()) {
         t.shutdown(flush_timeout);
+    }
+    if let Some(r) = relay {
+        r.finish();
     }
     match result {
         Ok(outcome) => {

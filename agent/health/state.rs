@@ -48,7 +48,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct State {
     /// With `--health-exports-failing`: trace exports failing longer than this are unhealthy.
-    exports: Mutex<Option<(std::sync::Arc<crate::traces::ExportHealth>, Duration)>>,
+    exports: Mutex<Vec<(String, std::sync::Arc<crate::traces::ExportHealth>, Duration)>>,
     inner: Mutex<Inner>,
     started: Instant,
     start_period: Duration,
@@ -59,7 +59,7 @@ pub struct State {
 impl State {
     pub fn new(cfg: &HealthConfig) -> Self {
         State {
-            exports: Mutex::new(None),
+            exports: Mutex::new(Vec::new()),
             inner: Mutex::new(Inner { child: Child::NotStarted, probing: Probing::default() }),
             started: Instant::now(),
             start_period: cfg.start_period,
@@ -74,23 +74,24 @@ impl State {
     }
 
     /// Makes trace exports failing for longer than `limit` count as unhealthy.
-    pub fn watch_exports(&self, exports: std::sync::Arc<crate::traces::ExportHealth>, limit: Duration) {
-        *self.exports.lock().unwrap_or_else(|e| e.into_inner()) = Some((exports, limit));
+    pub fn watch_exports(&self, name: &str, exports: std::sync::Arc<crate::traces::ExportHealth>, limit: Duration) {
+        self.exports.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), exports, limit));
     }
 
     /// An unhealthy verdict when trace exports have failed for too long.
     fn exports_verdict(&self) -> Option<Verdict> {
         let g = self.exports.lock().unwrap_or_else(|e| e.into_inner());
-        let (exports, limit) = g.as_ref()?;
-        let (since, reason) = exports.failing()?;
-        let failing_for = since.elapsed().unwrap_or_default();
-        (failing_for > *limit).then(|| Verdict {
-            healthy: false,
-            line: format!(
-                "unhealthy: X-Ray exports failing since {} (longer than {}): {reason}",
-                clock(since),
-                humantime::format_duration(*limit)
-            ),
+        g.iter().find_map(|(name, exports, limit)| {
+            let (since, reason) = exports.failing()?;
+            let failing_for = since.elapsed().unwrap_or_default();
+            (failing_for > *limit).then(|| Verdict {
+                healthy: false,
+                line: format!(
+                    "unhealthy: {name} exports failing since {} (longer than {}): {reason}",
+                    clock(since),
+                    humantime::format_duration(*limit)
+                ),
+            })
         })
     }
 

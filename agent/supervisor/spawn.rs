@@ -22,16 +22,20 @@ use crate::exit::Code;
 pub struct ChildSpec {
     pub program: OsString,
     pub args: Vec<OsString>,
-    /// Inherited variables the child must not see (the agent's own `AGENT_*`).
+    /// Variables the child must not see, inherited or from the secrets (the agent's own
+    /// `AGENT_*`; the OTLP upstream's headers while the agent relays).
     pub env_remove: Vec<String>,
-    /// Variables set for the child (secrets, endpoints); they override inherited ones.
+    /// The secrets; they override inherited variables, and a refresh replaces them.
     pub env: Vec<(OsString, OsString)>,
+    /// The agent's own settings for the child (the X-Ray and OTLP addresses); set last, and kept
+    /// across restarts.
+    pub env_fixed: Vec<(OsString, OsString)>,
 }
 
 impl ChildSpec {
     pub fn new(command: &[OsString]) -> Self {
         let (program, args) = command.split_first().expect("clap requires CMD");
-        ChildSpec { program: program.clone(), args: args.to_vec(), env_remove: Vec::new(), env: Vec::new() }
+        ChildSpec { program: program.clone(), args: args.to_vec(), env_remove: Vec::new(), env: Vec::new(), env_fixed: Vec::new() }
     }
 
     /// The program as given, for log lines. Arguments are never logged: they may hold secrets.
@@ -95,7 +99,9 @@ pub fn spawn(spec: &ChildSpec) -> Result<Pid, SpawnError> {
     for name in &spec.env_remove {
         cmd.env_remove(name);
     }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let removed = |k: &OsString| spec.env_remove.iter().any(|r| k.as_os_str() == r.as_str());
+    cmd.envs(spec.env.iter().filter(|(k, _)| !removed(k)).map(|(k, v)| (k, v)));
+    cmd.envs(spec.env_fixed.iter().map(|(k, v)| (k, v)));
     cmd.process_group(0);
 
     // On an interactive terminal where the agent is in the foreground, give the terminal to the

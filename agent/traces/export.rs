@@ -5,12 +5,12 @@
 //! buffer and is tried again after a jittered, growing pause; segments the API refuses for good
 //! are counted as rejected and each kind of error is logged once, with its count at shutdown.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_xray::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
-use tracing::warn;
+
+use super::problems::Problems;
 
 /// What one PutTraceSegments call came to.
 pub enum Sent {
@@ -24,8 +24,8 @@ pub enum Sent {
 
 pub struct Exporter {
     client: aws_sdk_xray::Client,
-    /// How often each kind of problem happened; each kind is logged the first time only.
-    kinds: HashMap<String, u64>,
+    /// Each kind of problem is logged the first time only, and counted.
+    pub problems: Problems,
 }
 
 #[derive(Deserialize)]
@@ -46,25 +46,7 @@ pub async fn sdk_config(shared: &SharedConfig) -> &aws_config::SdkConfig {
 
 impl Exporter {
     pub async fn new(shared: &SharedConfig) -> Self {
-        Exporter { client: aws_sdk_xray::Client::new(sdk_config(shared).await), kinds: HashMap::new() }
-    }
-
-    /// Counts a kind of problem, and logs it the first time it is seen.
-    pub fn once(&mut self, kind: &str, message: impl FnOnce() -> String) {
-        let n = self.kinds.entry(kind.to_string()).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            warn!("{}", message());
-        }
-    }
-
-    /// At shutdown: how often each kind of problem happened.
-    pub fn log_error_counts(&self) {
-        let mut kinds: Vec<_> = self.kinds.iter().collect();
-        kinds.sort();
-        for (kind, n) in kinds {
-            warn!(kind = %kind, count = n, "X-Ray export problems");
-        }
+        Exporter { client: aws_sdk_xray::Client::new(sdk_config(shared).await), problems: Problems::default() }
     }
 
     pub async fn send(&mut self, batch: &[String]) -> Sent {
@@ -83,7 +65,7 @@ impl Exporter {
                         _ => {
                             refused += 1;
                             let msg = u.message().unwrap_or("").to_string();
-                            self.once(&format!("unprocessed:{code}"), || {
+                            self.problems.once(&format!("unprocessed:{code}"), || {
                                 format!("X-Ray refused a segment: {code}: {msg} (further ones are counted as rejected)")
                             });
                         }

@@ -12,10 +12,11 @@
 //! on a single-thread runtime, stopped by a `CancellationToken` once the receiver has drained
 //! the socket.
 
-mod buffer;
+pub(crate) mod buffer;
 mod counters;
 pub mod datagram;
-mod export;
+pub(crate) mod export;
+pub(crate) mod problems;
 mod sampling;
 
 use std::collections::HashSet;
@@ -53,7 +54,7 @@ pub struct ExportHealth {
 }
 
 impl ExportHealth {
-    fn failed(&self, reason: &str) {
+    pub(crate) fn failed(&self, reason: &str) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match g.as_mut() {
             Some((_, r)) => *r = reason.to_string(),
@@ -61,7 +62,7 @@ impl ExportHealth {
         }
     }
 
-    fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -202,7 +203,7 @@ fn set_rcvbuf(socket: &std::net::UdpSocket, want: usize) -> usize {
 
 async fn export_loop(
     cfg: XrayConfig,
-    buffer: Arc<Mutex<Buffer>>,
+    buffer: Arc<Mutex<Buffer<String>>>,
     full: Arc<Notify>,
     cancel: CancellationToken,
     counters: Arc<Counters>,
@@ -237,7 +238,7 @@ async fn export_loop(
         warn!(unsent = left, "the flush timeout ran out before every segment was sent");
     }
     if let Some(e) = &pipeline.exporter {
-        e.log_error_counts();
+        e.problems.log_counts("X-Ray");
     }
 }
 
@@ -288,7 +289,7 @@ impl Batch {
 
 /// The receiver thread: blocking reads (waking every 100 ms to see whether to stop), then, when
 /// told to stop, everything still queued in the socket without waiting.
-fn receive(socket: std::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<Notify>, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
+fn receive(socket: std::net::UdpSocket, buffer: Arc<Mutex<Buffer<String>>>, full: Arc<Notify>, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
     let mut batch = Batch::new();
@@ -342,7 +343,7 @@ fn receive(socket: std::net::UdpSocket, buffer: Arc<Mutex<Buffer>>, full: Arc<No
 }
 
 struct Pipeline {
-    buffer: Arc<Mutex<Buffer>>,
+    buffer: Arc<Mutex<Buffer<String>>>,
     counters: Arc<Counters>,
     exporter: Option<Exporter>,
     backoff: Duration,
@@ -409,7 +410,7 @@ impl Pipeline {
             }
             Sent::RetryAll(reason) => {
                 self.health.failed(&reason);
-                exporter.once("retry", || format!("X-Ray is not taking segments; keeping them and retrying: {reason}"));
+                exporter.problems.once("retry", || format!("X-Ray is not taking segments; keeping them and retrying: {reason}"));
                 Counters::add(&self.counters.retried, n);
                 let dropped = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).put_back(batch);
                 Counters::add(&self.counters.dropped, dropped);
@@ -417,7 +418,7 @@ impl Pipeline {
             }
             Sent::Failed(reason) => {
                 self.health.failed(&reason);
-                exporter.once(&format!("failed:{}", reason.split(':').next().unwrap_or("")), || {
+                exporter.problems.once(&format!("failed:{}", reason.split(':').next().unwrap_or("")), || {
                     format!("PutTraceSegments failed; the batch is dropped: {reason} (the task role needs xray:PutTraceSegments)")
                 });
                 Counters::add(&self.counters.dropped, n);

@@ -18,27 +18,15 @@ use super::export::{sdk_config, SharedConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-type Reply = Response<Full<Bytes>>;
+use crate::serve::Reply;
 
 /// Serves until `cancel`. The listener is bound by the caller, so a taken port is its error.
 pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, upstream: SharedConfig) {
-    loop {
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-        };
-        let upstream = upstream.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, upstream.clone()));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
-        });
-    }
+    crate::serve::serve(listener, cancel, move |req| handle(req, upstream.clone())).await
 }
 
 pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(address)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
+    crate::serve::bind(address)
 }
 
 fn reply(status: StatusCode, body: Value) -> Result<Reply, Infallible> {

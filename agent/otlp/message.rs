@@ -1,0 +1,379 @@
+//! OTLP/HTTP trace requests: what apps send (protobuf or JSON, gzip or not), checked, and cut
+//! into protobuf chunks that fit an upstream's limits; and the answers the spec asks for.
+//!
+//! Chunks are kept as encoded protobuf because an `ExportTraceServiceRequest` is one repeated
+//! field: two encoded requests written one after the other decode as one request holding both
+//! lists. So a batch for an upstream is its chunks' bytes concatenated, with no re-encoding.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+use crate::traces::buffer::Item;
+
+/// The largest request body the receiver takes, after decompression.
+pub const MAX_BODY: usize = 16 << 20;
+/// X-Ray's OTLP endpoint takes at most 10,000 spans and 5 MB (uncompressed) in one request;
+/// every upstream gets batches within these, with room to spare on the bytes.
+pub const MAX_SPANS: u64 = 10_000;
+pub const MAX_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    /// The format a Content-Type names (parameters such as `charset` are ignored).
+    pub fn from_content_type(value: &str) -> Option<Format> {
+        match value.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
+            "application/json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// Why a request body was refused (400 or 413), said so a developer knows what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("Content-Encoding {0:?} is not supported: send gzip or no encoding")]
+    Encoding(String),
+    #[error("the body is not valid gzip: {0}")]
+    Gzip(String),
+    #[error("the body is over {} MiB (after decompression); send smaller batches", MAX_BODY >> 20)]
+    TooLarge,
+    #[error("the body is not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
+    Protobuf(String),
+    #[error("the body is not an OTLP ExportTraceServiceRequest in JSON: {0}")]
+    Json(String),
+}
+
+/// Undoes the Content-Encoding, within `MAX_BODY`.
+pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadRequest> {
+    use std::io::Read;
+    match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("identity") => {
+            if body.len() > MAX_BODY {
+                return Err(BadRequest::TooLarge);
+            }
+            Ok(body)
+        }
+        Some("gzip") => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            flate2::read::GzDecoder::new(&body[..])
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| BadRequest::Gzip(e.to_string()))?;
+            if out.len() > MAX_BODY {
+                return Err(BadRequest::TooLarge);
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(BadRequest::Encoding(other.to_string())),
+    }
+}
+
+pub fn decode(format: Format, body: &[u8]) -> Result<ExportTraceServiceRequest, BadRequest> {
+    match format {
+        Format::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| BadRequest::Protobuf(e.to_string())),
+        Format::Json => serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string())),
+    }
+}
+
+/// A request's spans after checking: those kept, and those dropped (with why).
+#[derive(Debug)]
+pub struct Checked {
+    pub request: ExportTraceServiceRequest,
+    pub spans: u64,
+    pub invalid: u64,
+}
+
+/// A span every backend can take: a 16-byte trace ID and an 8-byte span ID, neither all zero
+/// (the spec's invalid IDs; X-Ray refuses them).
+fn valid(span: &Span) -> bool {
+    let nonzero = |b: &[u8]| b.iter().any(|&x| x != 0);
+    span.trace_id.len() == 16 && nonzero(&span.trace_id) && span.span_id.len() == 8 && nonzero(&span.span_id)
+}
+
+/// Drops spans with invalid IDs (and scopes and resources left empty).
+pub fn check(mut request: ExportTraceServiceRequest) -> Checked {
+    let (mut spans, mut invalid) = (0u64, 0u64);
+    let all_valid = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).all(valid);
+    if all_valid {
+        spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum();
+        return Checked { request, spans, invalid };
+    }
+    for rs in &mut request.resource_spans {
+        for ss in &mut rs.scope_spans {
+            let before = ss.spans.len() as u64;
+            ss.spans.retain(valid);
+            spans += ss.spans.len() as u64;
+            invalid += before - ss.spans.len() as u64;
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    request.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    Checked { request, spans, invalid }
+}
+
+/// Spans encoded as an `ExportTraceServiceRequest`, ready to be concatenated into a batch.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub body: Bytes,
+    pub spans: u64,
+}
+
+impl Item for Chunk {
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+    fn count(&self) -> u64 {
+        self.spans
+    }
+}
+
+/// Cuts checked spans into chunks of at most `max_spans` spans and (a span at least) `max_bytes`
+/// bytes. `original` is the request's own protobuf encoding, reused when nothing was dropped and
+/// it fits in one chunk, which is the usual case.
+pub fn chunks(checked: Checked, original: Option<Bytes>, max_spans: u64, max_bytes: usize) -> Vec<Chunk> {
+    let Checked { request, spans, invalid } = checked;
+    if spans == 0 {
+        return Vec::new();
+    }
+    if spans <= max_spans {
+        if let Some(body) = original.filter(|b| invalid == 0 && b.len() <= max_bytes) {
+            return vec![Chunk { body, spans }];
+        }
+        let len = request.encoded_len();
+        if len <= max_bytes {
+            return vec![Chunk { body: request.encode_to_vec().into(), spans }];
+        }
+    }
+    let mut out = Vec::new();
+    let mut cur = Splitter::default();
+    for rs in request.resource_spans {
+        let ResourceSpans { resource, scope_spans, schema_url } = rs;
+        let rs_head = ResourceSpans { resource, scope_spans: Vec::new(), schema_url };
+        cur.open_rs = false;
+        for ss in scope_spans {
+            let ScopeSpans { scope, spans, schema_url } = ss;
+            let ss_head = ScopeSpans { scope, spans: Vec::new(), schema_url };
+            cur.open_ss = false;
+            for span in spans {
+                // A span's share of the encoding: its bytes and its field header.
+                let len = span.encoded_len() + 8;
+                if cur.spans > 0 && (cur.spans + 1 > max_spans || cur.bytes + len > max_bytes) {
+                    out.push(cur.close());
+                }
+                if !cur.open_rs {
+                    cur.bytes += rs_head.encoded_len() + 8;
+                    cur.request.resource_spans.push(rs_head.clone());
+                    cur.open_rs = true;
+                }
+                let rs = cur.request.resource_spans.last_mut().expect("opened above");
+                if !cur.open_ss {
+                    cur.bytes += ss_head.encoded_len() + 8;
+                    rs.scope_spans.push(ss_head.clone());
+                    cur.open_ss = true;
+                }
+                rs.scope_spans.last_mut().expect("opened above").spans.push(span);
+                cur.spans += 1;
+                cur.bytes += len;
+            }
+        }
+    }
+    if cur.spans > 0 {
+        out.push(cur.close());
+    }
+    out
+}
+
+/// The chunk being filled by `chunks`.
+#[derive(Default)]
+struct Splitter {
+    request: ExportTraceServiceRequest,
+    spans: u64,
+    bytes: usize,
+    /// Whether the last resource (scope) in `request` is the one being read.
+    open_rs: bool,
+    open_ss: bool,
+}
+
+impl Splitter {
+    fn close(&mut self) -> Chunk {
+        let request = std::mem::take(&mut self.request);
+        let chunk = Chunk { body: request.encode_to_vec().into(), spans: self.spans };
+        *self = Splitter::default();
+        chunk
+    }
+}
+
+/// The success answer: empty, or a partial success naming how many spans were dropped and why.
+pub fn response(format: Format, rejected: u64, reason: &str) -> Vec<u8> {
+    let answer = ExportTraceServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: rejected as i64,
+            error_message: reason.to_string(),
+        }),
+    };
+    match format {
+        Format::Protobuf => answer.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
+    }
+}
+
+/// `google.rpc.Status`, the body OTLP/HTTP error answers carry.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// An error answer's body, in the request's format (protobuf when it was unknown).
+pub fn status(format: Option<Format>, message: &str) -> Vec<u8> {
+    // 3 is INVALID_ARGUMENT in google.rpc.Code.
+    match format {
+        Some(Format::Json) => serde_json::json!({ "code": 3, "message": message }).to_string().into_bytes(),
+        _ => Status { code: 3, message: message.to_string() }.encode_to_vec(),
+    }
+}
+
+/// The partial success an upstream reported in its answer, if any: (rejected spans, message).
+pub fn partial_success(body: &[u8], format: Format) -> Option<(u64, String)> {
+    let answer: ExportTraceServiceResponse = match format {
+        Format::Protobuf => ExportTraceServiceResponse::decode(body).ok()?,
+        Format::Json => serde_json::from_slice(body).ok()?,
+    };
+    let p = answer.partial_success?;
+    (p.rejected_spans > 0 || !p.error_message.is_empty()).then(|| (p.rejected_spans.max(0) as u64, p.error_message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+
+    fn span(i: u8, name_len: usize) -> Span {
+        Span { trace_id: vec![i | 1; 16], span_id: vec![i | 1; 8], name: "x".repeat(name_len), ..Default::default() }
+    }
+
+    fn request(resources: usize, scopes: usize, spans: usize, name_len: usize) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: (0..resources)
+                .map(|r| ResourceSpans {
+                    schema_url: format!("r{r}"),
+                    scope_spans: (0..scopes)
+                        .map(|s| ScopeSpans {
+                            scope: Some(InstrumentationScope { name: format!("s{s}"), ..Default::default() }),
+                            spans: (0..spans).map(|i| span(i as u8, name_len)).collect(),
+                            schema_url: String::new(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn names(req: &ExportTraceServiceRequest) -> Vec<(String, String, usize)> {
+        req.resource_spans
+            .iter()
+            .flat_map(|r| r.scope_spans.iter().flat_map(move |s| s.spans.iter().map(move |_| (r.schema_url.clone(), s.scope.as_ref().unwrap().name.clone(), 1))))
+            .collect()
+    }
+
+    #[test]
+    fn concatenated_chunks_decode_as_the_original_request() {
+        let req = request(3, 2, 25, 40);
+        let expected = names(&req);
+        let checked = check(req.clone());
+        assert_eq!((checked.spans, checked.invalid), (150, 0));
+        let parts = chunks(checked, None, 7, usize::MAX);
+        assert_eq!(parts.len(), 150usize.div_ceil(7));
+        assert!(parts.iter().all(|c| c.spans <= 7));
+        let joined: Vec<u8> = parts.iter().flat_map(|c| c.body.to_vec()).collect();
+        let back = ExportTraceServiceRequest::decode(&joined[..]).unwrap();
+        assert_eq!(names(&back), expected, "every span, under its own resource and scope, in order");
+    }
+
+    #[test]
+    fn chunks_respect_the_byte_limit() {
+        let req = request(1, 1, 100, 1000);
+        let parts = chunks(check(req), None, MAX_SPANS, 20_000);
+        assert!(parts.len() >= 5);
+        for c in &parts {
+            assert!(c.body.len() <= 20_000, "chunk of {} bytes", c.body.len());
+        }
+        assert_eq!(parts.iter().map(|c| c.spans).sum::<u64>(), 100);
+    }
+
+    #[test]
+    fn a_request_that_fits_keeps_its_own_bytes() {
+        let req = request(1, 1, 3, 10);
+        let original: Bytes = req.encode_to_vec().into();
+        let parts = chunks(check(req), Some(original.clone()), MAX_SPANS, MAX_BYTES);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].body, original);
+    }
+
+    #[test]
+    fn invalid_ids_are_dropped_and_counted() {
+        let mut req = request(2, 1, 2, 5);
+        req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0; 16];
+        req.resource_spans[1].scope_spans[0].spans[0].span_id = vec![1; 4];
+        req.resource_spans[1].scope_spans[0].spans[1].span_id.clear();
+        let checked = check(req);
+        assert_eq!((checked.spans, checked.invalid), (1, 3));
+        assert_eq!(checked.request.resource_spans.len(), 1, "the emptied resource is gone");
+    }
+
+    #[test]
+    fn json_bodies_use_hex_ids_and_string_times() {
+        let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+            "scopeSpans":[{"scope":{"name":"t"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000"}]}]}]}"#;
+        let req = decode(Format::Json, body).unwrap();
+        let s = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(s.trace_id[0], 0x5b);
+        assert_eq!(s.start_time_unix_nano, 1544712660000000000);
+        assert!(matches!(decode(Format::Json, b"{\"resourceSpans\": 3}"), Err(BadRequest::Json(_))));
+        assert!(matches!(decode(Format::Protobuf, b"\xff\xff\xff"), Err(BadRequest::Protobuf(_))));
+    }
+
+    #[test]
+    fn gzip_is_undone_within_the_limit() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"hello").unwrap();
+        let gz: Bytes = enc.finish().unwrap().into();
+        assert_eq!(&decompress(Some("gzip"), gz).unwrap()[..], b"hello");
+        assert!(matches!(decompress(Some("gzip"), Bytes::from_static(b"nope")), Err(BadRequest::Gzip(_))));
+        assert!(matches!(decompress(Some("br"), Bytes::new()), Err(BadRequest::Encoding(_))));
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![0u8; MAX_BODY + 1]).unwrap();
+        assert!(matches!(decompress(Some("gzip"), enc.finish().unwrap().into()), Err(BadRequest::TooLarge)), "a gzip bomb stops at the limit");
+    }
+
+    #[test]
+    fn answers_carry_partial_success() {
+        let body = response(Format::Protobuf, 2, "2 spans had invalid IDs");
+        assert_eq!(partial_success(&body, Format::Protobuf), Some((2, "2 spans had invalid IDs".into())));
+        assert!(response(Format::Protobuf, 0, "").is_empty());
+        let json = String::from_utf8(response(Format::Json, 1, "why")).unwrap();
+        assert!(json.contains("\"rejectedSpans\""), "{json}");
+    }
+}

@@ -1,0 +1,325 @@
+//! Where the OTLP relay listens and where it sends, validated once at start.
+//!
+//! Two steps: `config` checks the agent's own settings (flags > `AGENT_*` > file) before anything
+//! runs; `Settings::upstreams` then reads the OpenTelemetry variables from the environment the app
+//! would get — the agent's own plus the secrets just loaded — because users keep the Honeycomb
+//! key in Parameter Store and hand it over as `OTEL_EXPORTER_OTLP_HEADERS`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+
+use crate::cli::RunArgs;
+use crate::config::{layered, parse_duration, parse_size, ConfigError, FileConfig, Key};
+
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4318";
+
+/// The agent's own OTLP settings, before the environment is read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub address: SocketAddr,
+    pub endpoint: Option<String>,
+    pub headers: Vec<String>,
+    pub xray: bool,
+    pub buffer: usize,
+    pub flush_interval: Duration,
+}
+
+/// One place spans go.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub kind: Kind,
+    pub url: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub gzip: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Any OTLP/HTTP endpoint (Honeycomb, a collector).
+    Http,
+    /// X-Ray's OTLP endpoint, SigV4-signed; the URL is found from the AWS configuration at first use.
+    Xray,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{var}: {message}")]
+    Invalid { var: String, message: String },
+}
+
+fn invalid(var: &str, message: impl Into<String>) -> UpstreamError {
+    UpstreamError::Invalid { var: var.to_string(), message: message.into() }
+}
+
+/// The agent's settings, or `None` with `--no-otlp`.
+pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, ConfigError> {
+    if args.no_otlp || file.no_otlp.unwrap_or(false) {
+        return Ok(None);
+    }
+    let address = layered(Key::run("otlp-address"), args.otlp_address.as_ref(), file.otlp_address.as_ref(), |s| {
+        s.trim().parse::<SocketAddr>().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, like 127.0.0.1:4318"))
+    })?
+    .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default"));
+    let endpoint = layered(Key::run("otlp-endpoint"), args.otlp_endpoint.as_ref(), file.otlp_endpoint.as_ref(), |s| {
+        traces_url(s).map(|_| s.trim().to_string())
+    })?;
+    let headers = if args.otlp_headers.is_empty() { file.otlp_header.clone().unwrap_or_default() } else { args.otlp_headers.clone() };
+    let header_key = Key::named("otlp-header", "otlp-header");
+    for h in &headers {
+        // Checked now for shape; `${NAME}` is filled in once the secrets are loaded.
+        split_header(h).map_err(|e| header_key.error(!args.otlp_headers.is_empty(), e))?;
+    }
+    let positive = |s: &str| parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) });
+    Ok(Some(Settings {
+        address,
+        endpoint,
+        headers,
+        xray: args.otlp_xray || file.otlp_xray.unwrap_or(false),
+        buffer: layered(Key::run("otlp-buffer"), args.otlp_buffer.as_ref(), file.otlp_buffer.as_ref(), parse_size)?.unwrap_or(8 << 20),
+        flush_interval: layered(Key::run("otlp-flush-interval"), args.otlp_flush_interval.as_ref(), file.otlp_flush_interval.as_ref(), positive)?
+            .unwrap_or(Duration::from_secs(1)),
+    }))
+}
+
+/// `NAME=VALUE` → (NAME, VALUE), the name checked.
+fn split_header(h: &str) -> Result<(HeaderName, &str), String> {
+    let (name, value) = h.split_once('=').ok_or_else(|| format!("{:?} is not NAME=VALUE", redact_header(h)))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
+    Ok((name, value.trim()))
+}
+
+/// A header as it may be shown: the name only.
+fn redact_header(h: &str) -> String {
+    match h.split_once('=') {
+        Some((name, _)) => format!("{}=…", name.trim()),
+        None if h.len() > 12 => format!("{}…", &h[..h.char_indices().nth(12).map_or(h.len(), |(i, _)| i)]),
+        None => h.to_string(),
+    }
+}
+
+/// A base endpoint (OTEL_EXPORTER_OTLP_ENDPOINT's meaning) → its traces URL.
+fn traces_url(base: &str) -> Result<Uri, String> {
+    let base = base.trim();
+    let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+    signal_url(&url).map_err(|e| e.replace(&url, base))
+}
+
+/// A full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT's meaning), checked.
+fn signal_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.trim().parse().map_err(|_| format!("{url:?} is not a URL like https://api.honeycomb.io"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!("{url:?} is not an http:// or https:// URL with a host")),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `k1=v1,k2=v2`, values percent-decoded (the spec's format).
+/// Errors name the variable and the header, never the value.
+fn parse_header_list(var: &str, list: &str) -> Result<Vec<(HeaderName, HeaderValue)>, UpstreamError> {
+    let mut out = Vec::new();
+    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+        let (name, value) = split_header(item).map_err(|e| invalid(var, e))?;
+        let value = percent_decode(value).ok_or_else(|| invalid(var, format!("the value of {name} has a bad %-escape")))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| invalid(var, format!("the value of {name} has characters a header cannot carry")))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `${NAME}` in `--otlp-header` values, from the app's environment (secrets included).
+fn interpolate(value: &str, env: &HashMap<String, String>, header: &HeaderName) -> Result<String, UpstreamError> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or_else(|| invalid("--otlp-header", format!("{header}: an unclosed ${{ in its value")))?;
+        let name = &rest[start + 2..start + end];
+        let v = env.get(name).ok_or_else(|| {
+            invalid("--otlp-header", format!("{header}: ${{{name}}} is not set in the environment or the secrets; load it with --secret {name}=... or set it"))
+        })?;
+        out.push_str(v);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Settings {
+    /// The upstreams, from the agent's settings and the OpenTelemetry variables in `env` (the
+    /// environment the app would get). Empty: nothing to relay to.
+    pub fn upstreams(&self, env: &HashMap<String, String>) -> Result<Vec<UpstreamConfig>, UpstreamError> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // The spec: the signal-specific variable wins over the generic one, whole.
+        let pick = |traces: &'static str, generic: &'static str| get(traces).map(|v| (traces, v)).or_else(|| get(generic).map(|v| (generic, v)));
+        let timeout = match pick("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT") {
+            Some((var, v)) => Duration::from_millis(v.parse::<u64>().map_err(|_| invalid(var, format!("{v:?} is not a number of milliseconds")))?),
+            None => Duration::from_secs(10),
+        };
+        // The agent compresses unless told not to: both X-Ray and Honeycomb take gzip.
+        let gzip = match pick("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION") {
+            Some((_, "gzip")) | None => true,
+            Some((_, "none")) => false,
+            Some((var, v)) => return Err(invalid(var, format!("{v:?} is not gzip or none"))),
+        };
+        let mut out = Vec::new();
+        let url = match (&self.endpoint, pick("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")) {
+            (Some(flag), _) => Some(traces_url(flag).map_err(|e| invalid("--otlp-endpoint", e))?),
+            (None, Some((var @ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v))) => Some(signal_url(v).map_err(|e| invalid(var, e))?),
+            (None, Some((var, v))) => Some(traces_url(v).map_err(|e| invalid(var, e))?),
+            (None, None) => None,
+        };
+        // An endpoint that is the agent's own address would be a loop (a local collector on
+        // the same port, say): the app keeps its settings and the agent does not relay.
+        let url = url.filter(|u| {
+            let own = self.is_self(u);
+            if own {
+                tracing::warn!(endpoint = %u, "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
+            }
+            !own
+        });
+        if let Some(url) = url {
+            let mut headers = match pick("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") {
+                Some((var, v)) => parse_header_list(var, v)?,
+                None => Vec::new(),
+            };
+            for h in &self.headers {
+                let (name, value) = split_header(h).map_err(|e| invalid("--otlp-header", e))?;
+                let value = interpolate(value, env, &name)?;
+                let value = HeaderValue::from_str(&value)
+                    .map_err(|_| invalid("--otlp-header", format!("the value of {name} has characters a header cannot carry")))?;
+                headers.retain(|(n, _)| *n != name);
+                headers.push((name, value));
+            }
+            for (_, v) in &mut headers {
+                v.set_sensitive(true);
+            }
+            out.push(UpstreamConfig { kind: Kind::Http, url, headers, gzip, timeout });
+        }
+        if self.xray {
+            // The real URL needs the region, known when the AWS configuration loads.
+            out.push(UpstreamConfig { kind: Kind::Xray, url: Uri::from_static("https://xray.amazonaws.com/v1/traces"), headers: Vec::new(), gzip, timeout });
+        }
+        Ok(out)
+    }
+
+    /// Whether `url` points back at the agent's own receiver (a loop).
+    fn is_self(&self, url: &Uri) -> bool {
+        let port = url.port_u16().unwrap_or(if url.scheme_str() == Some("https") { 443 } else { 80 });
+        let host = url.host().unwrap_or("").trim_matches(['[', ']']);
+        let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        port == self.address.port() && (local || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.address.ip()))
+    }
+
+    /// What the app's environment becomes while relaying: its exporter points at the agent, over
+    /// HTTP/protobuf, and the upstream's headers (the Honeycomb key) are taken away.
+    pub fn child_env(&self) -> (Vec<(String, String)>, Vec<String>) {
+        let set = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{}", self.address)),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".to_string(), "http/protobuf".to_string()),
+        ];
+        let remove = [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ];
+        (set, remove.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            address: DEFAULT_ADDRESS.parse().unwrap(),
+            endpoint: None,
+            headers: Vec::new(),
+            xray: false,
+            buffer: 1 << 20,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn endpoints_follow_the_spec() {
+        let s = settings();
+        let up = s.upstreams(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io/")])).unwrap();
+        assert_eq!(up[0].url, "https://api.honeycomb.io/v1/traces");
+        let up = s
+            .upstreams(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://a.example"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://b.example/custom")]))
+            .unwrap();
+        assert_eq!(up[0].url, "https://b.example/custom", "the signal-specific URL is used as it is");
+        assert!(s.upstreams(&env(&[])).unwrap().is_empty(), "nothing configured: no upstream");
+        let e = s.upstreams(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "api.honeycomb.io")])).unwrap_err().to_string();
+        assert!(e.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT:") && e.contains("http"), "{e}");
+    }
+
+    #[test]
+    fn headers_are_parsed_decoded_and_overridden_by_flags_without_showing_values() {
+        let mut s = settings();
+        s.headers = vec!["x-honeycomb-dataset=${DATASET}".into(), "x-honeycomb-team=${KEY}".into()];
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=old,x-other=a%20b"),
+            ("KEY", "sekrit-key"),
+            ("DATASET", "cruddur"),
+        ]);
+        let up = s.upstreams(&e).unwrap();
+        let h: HashMap<_, _> = up[0].headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect();
+        assert_eq!(h["x-honeycomb-team"], "sekrit-key");
+        assert_eq!(h["x-other"], "a b");
+        assert_eq!(h["x-honeycomb-dataset"], "cruddur");
+        assert!(!format!("{:?}", up[0]).contains("sekrit"), "header values are marked sensitive");
+        let bad = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://x"), ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team sekrit")]);
+        let msg = settings().upstreams(&bad).unwrap_err().to_string();
+        assert!(msg.contains("OTEL_EXPORTER_OTLP_HEADERS") && !msg.contains("sekrit"), "{msg}");
+        s.headers = vec!["x-honeycomb-team=${MISSING}".into()];
+        let msg = s.upstreams(&e).unwrap_err().to_string();
+        assert!(msg.contains("${MISSING}") && msg.contains("--secret"), "{msg}");
+    }
+
+    #[test]
+    fn a_loop_back_to_the_agent_is_not_relayed() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")]);
+        assert!(settings().upstreams(&e).unwrap().is_empty());
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4319")]);
+        assert_eq!(settings().upstreams(&e).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn compression_and_timeout_come_from_the_spec_variables() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"), ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500")]);
+        let up = settings().upstreams(&e).unwrap();
+        assert!(!up[0].gzip);
+        assert_eq!(up[0].timeout, Duration::from_millis(2500));
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]);
+        assert!(settings().upstreams(&e).unwrap_err().to_string().contains("gzip or none"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Sending a batch to one upstream: an OTLP/HTTP POST of protobuf, gzipped unless configured
+//! otherwise, with the upstream's headers, or SigV4-signed for X-Ray's OTLP endpoint; and what
+//! the answer means: sent (perhaps partly), worth retrying (408, 429, 5xx, no connection, with
+//! the server's Retry-After), or failed for good (other 4xx), said with a hint.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use super::message::{self, Format};
+use super::settings::{Kind, UpstreamConfig};
+use crate::traces::export::{sdk_config, SharedConfig};
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// What one POST came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Taken; the upstream may have refused some spans (partial success), with its reason.
+    Sent { rejected: u64, reason: String },
+    /// Not taken, for a reason that may pass; the server may say when to try again.
+    Retry { reason: String, after: Option<Duration> },
+    /// Not taken, and sending it again would not help.
+    Failed(String),
+}
+
+pub struct Upstream {
+    pub cfg: UpstreamConfig,
+    /// For logs: the URL without credentials or query.
+    pub name: String,
+    client: Client<Https, Full<Bytes>>,
+    aws: SharedConfig,
+    xray: Option<XraySigner>,
+}
+
+/// X-Ray's endpoint and the task role's credentials, cached until they near expiry.
+struct XraySigner {
+    region: String,
+    credentials: Option<Credentials>,
+}
+
+/// A display name for a URL: scheme, host, port and path, no query.
+pub fn display(url: &Uri) -> String {
+    format!("{}://{}{}", url.scheme_str().unwrap_or("http"), url.authority().map_or("", |a| a.as_str()), url.path())
+}
+
+impl Upstream {
+    /// Fails only when HTTPS is needed and the system has no root certificates.
+    pub fn new(cfg: UpstreamConfig, aws: SharedConfig) -> Result<Upstream, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let connector = https_over(http, cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let name = if cfg.kind == Kind::Xray { "X-Ray OTLP".to_string() } else { display(&cfg.url) };
+        let xray = (cfg.kind == Kind::Xray).then(|| XraySigner { region: String::new(), credentials: None });
+        Ok(Upstream { cfg, name, client, aws, xray })
+    }
+
+    /// POSTs one batch (protobuf, uncompressed) and says what came of it.
+    pub async fn send(&mut self, batch: Bytes) -> Outcome {
+        let body = if self.cfg.gzip { gzip(&batch) } else { batch };
+        let mut req = Request::builder().method(Method::POST).uri(self.cfg.url.clone());
+        {
+            let h = req.headers_mut().expect("a fresh builder");
+            for (name, value) in &self.cfg.headers {
+                h.insert(name.clone(), value.clone());
+            }
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+            if self.cfg.gzip {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            h.insert(header::USER_AGENT, HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))));
+        }
+        let mut req = match req.body(Full::new(body.clone())) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(format!("cannot build the request: {e}")),
+        };
+        if self.xray.is_some() {
+            if let Err(outcome) = self.sign(&mut req, &body).await {
+                return outcome;
+            }
+        }
+        let timeout = self.cfg.timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let resp = self.client.request(req).await.map_err(|e| format!("{}: {}", self.name, error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, String>((parts, body))
+        })
+        .await;
+        let (parts, body) = match answer {
+            Err(_) => return Outcome::Retry { reason: format!("{}: no answer within {}", self.name, humantime::format_duration(timeout)), after: None },
+            Ok(Err(reason)) => return Outcome::Retry { reason, after: None },
+            Ok(Ok(a)) => a,
+        };
+        let status = parts.status;
+        if status.is_success() {
+            let format = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type);
+            let (rejected, reason) = format.and_then(|f| message::partial_success(&body, f)).unwrap_or_default();
+            return Outcome::Sent { rejected, reason };
+        }
+        let text = excerpt(&body);
+        let reason = format!("{} answered {}{}{}", self.name, status, if text.is_empty() { "" } else { ": " }, text);
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            let after = parts.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
+            return Outcome::Retry { reason, after };
+        }
+        let hint = match (status.as_u16(), &self.cfg.kind) {
+            (401 | 403, Kind::Http) => " (check the upstream's headers: OTEL_EXPORTER_OTLP_HEADERS or --otlp-header, such as the Honeycomb API key)",
+            (401 | 403, Kind::Xray) => " (the task role needs X-Ray write access, and CloudWatch Transaction Search must be enabled for OTLP)",
+            (404, Kind::Http) => " (check the endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; /v1/traces is added)",
+            _ => "",
+        };
+        Outcome::Failed(format!("{reason}{hint}"))
+    }
+
+    /// Points the request at X-Ray's endpoint for the region and signs it (SigV4, service xray).
+    async fn sign(&mut self, req: &mut Request<Full<Bytes>>, body: &Bytes) -> Result<(), Outcome> {
+        let sdk = sdk_config(&self.aws).await;
+        let signer = self.xray.as_mut().expect("X-Ray upstreams have a signer");
+        if signer.region.is_empty() {
+            let Some(region) = sdk.region() else {
+                return Err(Outcome::Failed("X-Ray OTLP: no AWS region; set AWS_REGION".into()));
+            };
+            signer.region = region.to_string();
+            let base = std::env::var("AWS_ENDPOINT_URL_XRAY")
+                .ok()
+                .or_else(|| sdk.endpoint_url().map(str::to_string))
+                .unwrap_or_else(|| format!("https://xray.{}.amazonaws.com", signer.region));
+            match format!("{}/v1/traces", base.trim_end_matches('/')).parse::<Uri>() {
+                Ok(u) => self.cfg.url = u,
+                Err(_) => return Err(Outcome::Failed(format!("X-Ray OTLP: {base:?} is not a URL (AWS_ENDPOINT_URL)"))),
+            }
+            self.name = format!("X-Ray OTLP {}", display(&self.cfg.url));
+            tracing::info!(url = %display(&self.cfg.url), region = %signer.region, "relaying OTLP spans to X-Ray");
+        }
+        *req.uri_mut() = self.cfg.url.clone();
+        let fresh = signer.credentials.as_ref().is_some_and(|c| c.expiry().is_none_or(|t| t > SystemTime::now() + Duration::from_secs(300)));
+        if !fresh {
+            let Some(provider) = sdk.credentials_provider() else {
+                return Err(Outcome::Failed("X-Ray OTLP: no AWS credentials provider".into()));
+            };
+            match provider.provide_credentials().await {
+                Ok(c) => signer.credentials = Some(c),
+                Err(e) => {
+                    return Err(Outcome::Retry {
+                        reason: format!("X-Ray OTLP: no AWS credentials ({}); give the task a task role", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+                        after: None,
+                    })
+                }
+            }
+        }
+        let identity = signer.credentials.clone().expect("set above").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&signer.region)
+            .name("xray")
+            .time(SystemTime::now())
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?
+            .into();
+        let host = self.cfg.url.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        req.headers_mut().insert(header::HOST, HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("")));
+        let headers: Vec<(String, String)> =
+            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let signable = aws_sigv4::http_request::SignableRequest::new(
+            "POST",
+            self.cfg.url.to_string(),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            aws_sigv4::http_request::SignableBody::Bytes(body),
+        )
+        .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?;
+        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+            .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?
+            .into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+}
+
+/// The HTTPS connector over a tuned HTTP connector; `plain_ok`: no certificates needed.
+fn https_over(http: HttpConnector, plain_ok: bool) -> Result<Https, String> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_provider_and_native_roots(rustls::crypto::ring::default_provider()) {
+        Ok(b) => b,
+        Err(_) if plain_ok => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+        Err(e) => return Err(format!("no root certificates for HTTPS ({e}); install ca-certificates in the image")),
+    };
+    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    use std::io::Write;
+    // The fastest level: a few times smaller for span data, at little CPU.
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+    enc.write_all(data).expect("writing to a Vec");
+    enc.finish().expect("writing to a Vec").into()
+}
+
+/// Retry-After: delta-seconds or an HTTP date; at most 5 minutes.
+fn retry_after(v: &str) -> Option<Duration> {
+    let wait = match v.trim().parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => httpdate::parse_http_date(v.trim()).ok()?.duration_since(SystemTime::now()).unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs(300)))
+}
+
+/// The start of an error body, on one line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("100000"), Some(Duration::from_secs(300)), "capped");
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&later).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(retry_after("soon"), None);
+    }
+}
