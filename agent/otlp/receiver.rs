@@ -49,6 +49,11 @@ pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply
         let why = format!("Content-Type {content_type:?} is not supported: send application/x-protobuf or application/json");
         return refuse(&ingest, StatusCode::UNSUPPORTED_MEDIA_TYPE, None, &why);
     };
+    // Refused before reading, so the client is not left writing into a closed connection.
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > message::MAX_BODY) {
+        return refuse(&ingest, StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string());
+    }
     let encoding = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = match Limited::new(req.into_body(), message::MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),

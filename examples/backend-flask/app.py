@@ -20,6 +20,22 @@ if os.environ.get("XRAY_ENABLED") == "1":
     xray_recorder.configure(service="backend-flask", sampling=os.environ.get("XRAY_SAMPLING") != "false")
     XRayMiddleware(app, xray_recorder)
 
+# OpenTelemetry, as the seed instruments it for Honeycomb, with one difference: under the agent
+# the exporter talks OTLP/HTTP to the agent (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318,
+# set by the agent), and the agent holds the Honeycomb key and forwards the spans. Off when no
+# endpoint is configured. The service name comes from OTEL_SERVICE_NAME.
+if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    FlaskInstrumentor().instrument_app(app)
+
 
 @app.get("/api/health-check")
 def health_check():
@@ -45,11 +61,15 @@ def message_groups():
 EXPECTED_SECRETS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONNECTION_URL", "OTEL_EXPORTER_OTLP_HEADERS",
                     "DB_USERNAME", "DB_PASSWORD"]
 
+# What the agent sets for the app while it relays OTLP (values are addresses, not secrets).
+RELAY_SETTINGS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+
 
 @app.get("/api/config-check")
 def config_check():
     """Which expected variables are set: names only, never values."""
-    return jsonify({name: bool(os.environ.get(name)) for name in EXPECTED_SECRETS})
+    return jsonify({name: bool(os.environ.get(name)) for name in EXPECTED_SECRETS + RELAY_SETTINGS})
+
 
 
 @app.get("/api/slow")

@@ -1,0 +1,42 @@
+"""An app that traces with the real OpenTelemetry SDK and its OTLP/HTTP exporter, configured only
+by the environment the agent gives it (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL).
+
+Usage: otlp_send.py COUNT OUT_DIR [then-exec CMD ARGS...]
+Makes COUNT traces of one span each, flushes, and writes OUT_DIR/ids (the trace ids, hex, one a
+line) and OUT_DIR/env.json (which OTEL_* variables it saw; header values are not written).
+Then execs CMD if given, so the test decides when the app stops. With OTLP_SEND_AFTER=FILE in
+the environment it waits for FILE to exist before sending (so a test can measure the agent first).
+"""
+import json
+import os
+import sys
+import time
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+count, out = int(sys.argv[1]), sys.argv[2]
+go = os.environ.get("OTLP_SEND_AFTER")
+while go and not os.path.exists(go):
+    time.sleep(0.02)
+provider = TracerProvider(resource=Resource.create({"service.name": "otlp-send"}))
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+tracer = provider.get_tracer("tests")
+ids = []
+for i in range(count):
+    with tracer.start_as_current_span(f"work-{i}") as span:
+        ids.append(format(span.get_span_context().trace_id, "032x"))
+ok = provider.force_flush(30_000)
+seen = {k: (v if "HEADERS" not in k else "<set>") for k, v in os.environ.items() if k.startswith("OTEL_")}
+with open(os.path.join(out, "env.json"), "w") as f:
+    json.dump(seen, f)
+with open(os.path.join(out, "ids.tmp"), "w") as f:
+    f.write("\n".join(ids) + "\n")
+os.rename(os.path.join(out, "ids.tmp"), os.path.join(out, "ids"))
+if not ok:
+    sys.exit("otlp_send: the exporter did not flush")
+if len(sys.argv) > 4 and sys.argv[3] == "then-exec":
+    os.execvp(sys.argv[4], sys.argv[4:])

@@ -1,0 +1,97 @@
+"""A local OTLP/HTTP backend for the tests: it plays Honeycomb (or X-Ray's OTLP endpoint).
+
+Decodes every POST /v1/traces with the real opentelemetry-proto package (gzip undone) and
+appends one JSON object per request to LOG_FILE: the headers, the spans (name, trace id,
+service.name), and, with --sigv4-secret, whether the SigV4 signature is valid (recomputed with
+botocore from the request as received). With --fail-for S it answers --status (503) for the
+first S seconds, with --retry-after if given, and logs those refusals too.
+
+Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY]
+Prints "ready" once listening; runs until killed.
+"""
+import argparse
+import gzip
+import http.server
+import json
+import re
+import threading
+import time
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+p = argparse.ArgumentParser()
+p.add_argument("port", type=int)
+p.add_argument("log_file")
+p.add_argument("--fail-for", type=float, default=0)
+p.add_argument("--status", type=int, default=503)
+p.add_argument("--retry-after")
+p.add_argument("--sigv4-secret")
+args = p.parse_args()
+started = time.monotonic()
+lock = threading.Lock()
+
+AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?"
+                  r"SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$")
+
+
+def sigv4(headers, path, body):
+    """Recomputes the signature from what was received; 'valid', or what is wrong."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    m = AUTH.match(headers.get("authorization", ""))
+    if not m:
+        return "no SigV4 Authorization header"
+    akid, _date, region, service, signed, signature = m.groups()
+    req = AWSRequest(method="POST", url=f"http://{headers['host']}{path}", data=body,
+                     headers={h: headers[h] for h in signed.split(";")})
+    req.context["timestamp"] = headers["x-amz-date"]
+    auth = SigV4Auth(Credentials(akid, args.sigv4_secret), service, region)
+    expected = auth.signature(auth.string_to_sign(req, auth.canonical_request(req)), req)
+    return "valid" if expected == signature else "signature mismatch"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        record = {"path": self.path, "headers": headers, "bytes": len(body)}
+        if args.sigv4_secret:
+            record["sigv4"] = sigv4(headers, self.path, body)
+            m = AUTH.match(headers.get("authorization", ""))
+            record["scope"] = "/".join(m.groups()[2:4]) if m else ""
+        data = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(data)
+        spans = []
+        for rs in req.resource_spans:
+            service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    spans.append({"name": s.name, "trace_id": s.trace_id.hex(), "service": service})
+        record["spans"] = spans
+        failing = time.monotonic() - started < args.fail_for
+        record["answered"] = args.status if failing else 200
+        with lock, open(args.log_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if failing:
+            self.send_response(args.status)
+            if args.retry_after:
+                self.send_header("Retry-After", args.retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+print("ready", flush=True)
+server.serve_forever()

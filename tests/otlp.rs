@@ -1,0 +1,363 @@
+//! The OTLP relay on real parts: the example Flask app instrumented with the real OpenTelemetry
+//! SDK (opentelemetry-instrumentation-flask, the OTLP/HTTP protobuf exporter) under gunicorn,
+//! wrapped by the agent; a local OTLP backend (tests/aws/otlp_sink.py, decoding with the real
+//! opentelemetry-proto) plays Honeycomb and X-Ray's OTLP endpoint; moto holds the Honeycomb key.
+
+mod util;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use util::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// The sink, stopped on drop.
+struct Sink {
+    port: u16,
+    log: std::path::PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start(extra: &[&str]) -> Sink {
+        Self::start_on(free_port(), extra)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut child = std::process::Command::new(venv().join("bin/python"))
+            .arg(repo().join("tests/aws/otlp_sink.py"))
+            .arg(port.to_string())
+            .arg(&log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = collect(child.stdout.take().unwrap());
+        wait_until(Duration::from_secs(20), "the OTLP sink to listen", || out.lock().unwrap().contains("ready"));
+        Sink { port, log, child, _dir: dir }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it received, as logged.
+    fn requests(&self) -> Vec<serde_json::Value> {
+        if !self.log.exists() {
+            return Vec::new();
+        }
+        lines(&self.log).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The spans it accepted (answered 200): (name, trace id, service.name).
+    fn spans(&self) -> Vec<(String, String, String)> {
+        self.requests()
+            .iter()
+            .filter(|r| r["answered"] == 200)
+            .flat_map(|r| r["spans"].as_array().unwrap().clone())
+            .map(|s| (s["name"].as_str().unwrap().into(), s["trace_id"].as_str().unwrap().into(), s["service"].as_str().unwrap().into()))
+            .collect()
+    }
+
+    fn wait_for_ids(&self, ids: &[String], within: Duration, what: &str) {
+        wait_until(within, what, || {
+            let got: std::collections::HashSet<String> = self.spans().into_iter().map(|s| s.1).collect();
+            ids.iter().all(|id| got.contains(id))
+        });
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The agent relaying to OTEL_EXPORTER_OTLP_ENDPOINT=`endpoint` (if any), its child made by
+/// `otlp_send.py COUNT` (then sleeping), OTLP on a free port. Returns the agent, its stderr, the
+/// child's output directory, and the OTLP address.
+fn agent_with_sender(
+    endpoint: Option<&str>,
+    count: usize,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, std::sync::Arc<std::sync::Mutex<String>>, tempfile::TempDir, String) {
+    let out = tempfile::tempdir().unwrap();
+    let otlp = format!("127.0.0.1:{}", free_port());
+    let mut cmd = agent_cmd();
+    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+        cmd.env_remove(v);
+    }
+    if let Some(e) = endpoint {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
+    }
+    cmd.envs(env.iter().copied())
+        .args(["run", "--otlp-address", &otlp, "--otlp-flush-interval", "100ms"])
+        .args(extra)
+        .arg("--")
+        .arg(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/otlp_send.py"))
+        .arg(count.to_string())
+        .arg(out.path())
+        .args(["then-exec", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    (agent, err, out, otlp)
+}
+
+fn sent_ids(out: &Path) -> Vec<String> {
+    let ids = out.join("ids");
+    wait_until(T, "the app to send its spans", || ids.exists());
+    lines(&ids)
+}
+
+/// A number from the agent's "OTLP spans, final counts" line for an upstream.
+fn final_count(log: &str, key: &str) -> u64 {
+    let line = log.lines().find(|l| l.contains("OTLP spans, final counts") && l.contains("upstream=")).unwrap_or_else(|| panic!("no final counts:\n{log}"));
+    line.split(&format!(" {key}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{key} in {line}"))
+}
+
+#[test]
+fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store() {
+    let moto = Moto::start();
+    let key = "hc-team-key-8d2f1e";
+    moto.put("/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS", &format!("x-honeycomb-team={key}"));
+    let sink = Sink::start(&[]);
+    let app = repo().join("examples/backend-flask");
+    let (port, otlp) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    let mut cmd = agent_cmd();
+    aws_env(&mut cmd, &moto.endpoint());
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env("OTEL_SERVICE_NAME", "backend-flask")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .args(["run", "--secret", "OTEL_EXPORTER_OTLP_HEADERS=/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS"])
+        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"])
+        .arg(venv().join("bin/gunicorn"))
+        .arg("-c")
+        .arg(app.join("gunicorn.conf.py"))
+        .arg("--chdir")
+        .arg(&app)
+        .arg("app:app")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "the app to answer", || {
+        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
+    });
+    // The app points at the agent, and the Honeycomb key is not in its environment.
+    let (_, body) = http_get(port, "/api/config-check", Duration::from_secs(5)).unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["OTEL_EXPORTER_OTLP_HEADERS"], false, "the upstream headers never reach the app: {body}");
+    assert_eq!(seen["OTEL_EXPORTER_OTLP_ENDPOINT"], true, "{body}");
+    for _ in 0..10 {
+        assert_eq!(http_get(port, "/api/activities/home", Duration::from_secs(5)).unwrap().0, 200);
+    }
+    wait_until(T, "10 request spans at the backend", || {
+        sink.spans().iter().filter(|s| s.0 == "GET /api/activities/home").count() >= 10
+    });
+    let spans: Vec<_> = sink.spans().into_iter().filter(|s| s.0 == "GET /api/activities/home").collect();
+    assert!(spans.iter().all(|s| s.2 == "backend-flask"), "service name kept: {spans:?}");
+    let traces: std::collections::HashSet<_> = spans.iter().map(|s| &s.1).collect();
+    assert_eq!(traces.len(), 10, "one trace per request");
+    for r in sink.requests() {
+        assert_eq!(r["headers"]["x-honeycomb-team"], key, "every upstream request carries the key");
+        assert_eq!(r["headers"]["content-type"], "application/x-protobuf");
+        assert_eq!(r["headers"]["content-encoding"], "gzip");
+    }
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent after SIGTERM").code(), Some(0));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("relaying OTLP spans"), "{log}");
+    assert!(final_count(&log, "sent") >= 10 && final_count(&log, "dropped") == 0, "{log}");
+    assert!(!log.contains(key), "the key is never logged:\n{log}");
+}
+
+#[test]
+fn xray_otlp_mode_signs_every_request_with_sigv4() {
+    let sink = Sink::start(&["--sigv4-secret", "testing"]);
+    let env = [
+        ("AWS_ENDPOINT_URL_XRAY", sink.endpoint()),
+        ("AWS_REGION", "eu-west-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIDOTLPTEST".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut agent, err, out, _) = agent_with_sender(None, 25, &["--otlp-xray"], &env);
+    let ids = sent_ids(out.path());
+    sink.wait_for_ids(&ids, T, "every span at the X-Ray OTLP endpoint");
+    let requests = sink.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(r["path"], "/v1/traces");
+        assert_eq!(r["sigv4"], "valid", "{r}");
+        assert_eq!(r["scope"], "eu-west-1/xray", "{r}");
+    }
+    assert!(sink.spans().iter().all(|s| s.2 == "otlp-send"));
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    assert_eq!(final_count(&log, "sent"), 25, "{log}");
+    assert!(!log.contains("testing"), "no secret key in the log");
+}
+
+#[test]
+fn a_backend_answering_503_for_a_while_loses_nothing() {
+    let sink = Sink::start(&["--fail-for", "3", "--retry-after", "1"]);
+    let (mut agent, err, out, _) = agent_with_sender(Some(&sink.endpoint()), 200, &[], &[]);
+    let ids = sent_ids(out.path());
+    sink.wait_for_ids(&ids, T, "every span after the backend recovers");
+    assert!(sink.requests().iter().any(|r| r["answered"] == 503), "the backend did refuse at first");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("keeping the spans and retrying"), "{log}");
+    assert_eq!((final_count(&log, "sent"), final_count(&log, "dropped")), (200, 0), "{log}");
+    assert!(final_count(&log, "retried") > 0, "{log}");
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    read(Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_backend_that_is_down_costs_bounded_memory_and_counted_drops() {
+    // Nothing listens on the upstream port.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let go = tempfile::tempdir().unwrap();
+    let go_file = go.path().join("go");
+    let go_env = go_file.to_str().unwrap();
+    let (mut agent, err, out, _) = agent_with_sender(
+        Some(&down),
+        20_000,
+        &["--otlp-buffer", "512KiB", "--flush-timeout", "1s"],
+        &[("OTEL_BSP_MAX_QUEUE_SIZE", "30000"), ("OTLP_SEND_AFTER", go_env)],
+    );
+    wait_until(T, "the relay to start", || err.lock().unwrap().contains("relaying OTLP spans"));
+    let baseline = status_kb(agent.id(), "VmHWM:");
+    std::fs::write(&go_file, "").unwrap();
+    let ids = sent_ids(out.path());
+    assert_eq!(ids.len(), 20_000);
+    let peak = status_kb(agent.id(), "VmHWM:");
+    eprintln!("agent peak RSS: {baseline} kB at start, {peak} kB after ~3 MB of spans");
+    assert!(peak.saturating_sub(baseline) < 6 * 1024, "memory stays near the 512 KiB budget: {baseline} kB -> peak {peak} kB");
+    assert!(agent.try_wait().unwrap().is_none(), "still running");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    let (received, sent, dropped) = (final_count(&log, "received"), final_count(&log, "sent"), final_count(&log, "dropped"));
+    assert_eq!(received, 20_000, "{log}");
+    assert_eq!(sent, 0, "{log}");
+    assert_eq!(dropped, 20_000, "over budget, then unsent at the flush timeout: every span accounted for\n{log}");
+    assert!(log.contains("keeping the spans and retrying"), "{log}");
+}
+
+/// One raw HTTP/1.1 request to the agent: (status, body).
+fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        head += &format!("Content-Length: {}\r\n", body.len());
+    }
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let status = String::from_utf8_lossy(&buf[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, buf[split + 4..].to_vec())
+}
+
+#[test]
+fn malformed_and_oversized_bodies_are_refused_with_reasons_and_harm_nothing() {
+    use std::io::Write;
+    let sink = Sink::start(&[]);
+    let (mut agent, err, out, otlp) = agent_with_sender(Some(&sink.endpoint()), 1, &[], &[]);
+    let first = sent_ids(out.path());
+    sink.wait_for_ids(&first, T, "the relay to work");
+    let pb = [("Content-Type", "application/x-protobuf")];
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+
+    let (status, body) = post(&otlp, "/v1/traces", &pb, b"\xff\xff\xff\xff");
+    assert_eq!(status, 400);
+    assert!(text(body).contains("not an OTLP ExportTraceServiceRequest in protobuf"));
+    let (status, body) = post(&otlp, "/v1/traces", &[("Content-Type", "application/json")], b"{\"resourceSpans\": 7}");
+    assert_eq!(status, 400);
+    assert!(text(body).contains("in JSON"));
+    let (status, body) = post(&otlp, "/v1/traces", &[("Content-Type", "text/plain")], b"hello");
+    assert_eq!(status, 415);
+    assert!(text(body).contains("application/x-protobuf or application/json"));
+    let (status, _) = post(&otlp, "/v1/traces", &[("Content-Type", "application/x-protobuf"), ("Content-Length", "17825792")], b"");
+    assert_eq!(status, 413, "declared too large: refused before reading");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 20 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    let (status, body) = post(&otlp, "/v1/traces", &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "gzip")], &bomb);
+    assert_eq!(status, 413, "a gzip bomb stops at the limit: {}", text(body));
+    let (status, _) = post(&otlp, "/v1/metrics", &pb, b"");
+    assert_eq!(status, 404);
+
+    // JSON works, and a span with an all-zero trace ID is dropped with a partial success.
+    let good = "5b8efff798038103d269b633813fc60c";
+    let json = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"json-client"}}}}]}},
+        "scopeSpans":[{{"spans":[
+          {{"traceId":"{good}","spanId":"eee19b7ec3c1b174","name":"good","startTimeUnixNano":"1","endTimeUnixNano":"2"}},
+          {{"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b175","name":"bad"}}]}}]}}]}}"#
+    );
+    let (status, body) = post(&otlp, "/v1/traces", &[("Content-Type", "application/json")], json.as_bytes());
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"].to_string().trim_matches('"'), "1", "{answer}");
+    sink.wait_for_ids(&[good.to_string()], T, "the JSON span at the backend");
+    assert!(!sink.spans().iter().any(|s| s.0 == "bad"));
+
+    assert!(agent.try_wait().unwrap().is_none(), "the agent is still running");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("refused an OTLP request with 400"), "{log}");
+    assert!(log.contains("relays traces only"), "the app is told where metrics should go: {log}");
+}
+
+#[test]
+fn without_an_upstream_the_app_keeps_its_own_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = agent_cmd();
+    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=k")
+        .args(["run", "--", "sh", "-c"])
+        .arg(format!("env > {}/env", dir.path().display()));
+    let out = run(cmd, T);
+    assert_eq!(code(&out, "agent"), 0, "{}", stderr(&out));
+    let env = read(&dir.path().join("env"));
+    assert!(env.contains("OTEL_EXPORTER_OTLP_HEADERS=x-honeycomb-team=k"), "nothing relayed, nothing changed");
+    assert!(!env.contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    assert!(!stderr(&out).contains("relaying OTLP"));
+}
