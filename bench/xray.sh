@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: the agent relaying X-Ray segments, with a sender and a sink beside it on this machine.
-#   examples/xray_sink.rs  a fast stand-in for PutTraceSegments (hyper, TCP_NODELAY), counting
+#   examples/trace_sink.rs  a fast stand-in for PutTraceSegments (hyper, TCP_NODELAY), counting
 #   examples/xray_load.rs  UDP segments (~450 bytes, realistic) at a fixed rate or flat out
 # Two runs: 20,000 segments/s for 10 s, then as fast as the sender can for 5 s. For each: sent,
 # delivered (counted by the sink), lost, the kernel's Udp RcvbufErrors delta (/proc/net/snmp),
@@ -9,13 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 agent=$(. bench/lib.sh; static_agent)
-cargo build -q --profile tools --example xray_sink --example xray_load
+cargo build -q --profile tools --example trace_sink --example xray_load
 tools="$(realpath "${CARGO_TARGET_DIR:-target}")/tools/examples"
 out=bench/out; mkdir -p "$out"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sink_port=$(freeport); xray_port=$(freeport)
 
-"$tools/xray_sink" "$sink_port" > "$out/xray-sink.log" &
+"$tools/trace_sink" "$sink_port" > "$out/xray-sink.log" &
 sink=$!
 export AWS_ENDPOINT_URL=http://127.0.0.1:$sink_port AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench \
   AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true

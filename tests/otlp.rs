@@ -120,6 +120,12 @@ fn sent_ids(out: &Path) -> Vec<String> {
     lines(&ids)
 }
 
+/// The agent's whole log, once the agent has exited and its last line ("exiting") has been read.
+fn whole_log(err: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    wait_until(Duration::from_secs(10), "the agent's last log line", || err.lock().unwrap().contains(" exiting code="));
+    err.lock().unwrap().clone()
+}
+
 /// A number from the agent's "OTLP spans, final counts" line for an upstream.
 fn final_count(log: &str, key: &str) -> u64 {
     let line = log.lines().find(|l| l.contains("OTLP spans, final counts") && l.contains("upstream=")).unwrap_or_else(|| panic!("no final counts:\n{log}"));
@@ -180,7 +186,7 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     }
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent after SIGTERM").code(), Some(0));
-    let log = err.lock().unwrap().clone();
+    let log = whole_log(&err);
     assert!(log.contains("relaying OTLP spans"), "{log}");
     assert!(final_count(&log, "sent") >= 10 && final_count(&log, "dropped") == 0, "{log}");
     assert!(!log.contains(key), "the key is never logged:\n{log}");
@@ -210,7 +216,7 @@ fn xray_otlp_mode_signs_every_request_with_sigv4() {
     assert!(sink.spans().iter().all(|s| s.2 == "otlp-send"));
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
-    let log = err.lock().unwrap().clone();
+    let log = whole_log(&err);
     assert_eq!(final_count(&log, "sent"), 25, "{log}");
     assert!(!log.contains("testing"), "no secret key in the log");
 }
@@ -224,7 +230,7 @@ fn a_backend_answering_503_for_a_while_loses_nothing() {
     assert!(sink.requests().iter().any(|r| r["answered"] == 503), "the backend did refuse at first");
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
-    let log = err.lock().unwrap().clone();
+    let log = whole_log(&err);
     assert!(log.contains("keeping the spans and retrying"), "{log}");
     assert_eq!((final_count(&log, "sent"), final_count(&log, "dropped")), (200, 0), "{log}");
     assert!(final_count(&log, "retried") > 0, "{log}");
@@ -262,7 +268,7 @@ fn a_backend_that_is_down_costs_bounded_memory_and_counted_drops() {
     assert!(agent.try_wait().unwrap().is_none(), "still running");
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
-    let log = err.lock().unwrap().clone();
+    let log = whole_log(&err);
     let (received, sent, dropped) = (final_count(&log, "received"), final_count(&log, "sent"), final_count(&log, "dropped"));
     assert_eq!(received, 20_000, "{log}");
     assert_eq!(sent, 0, "{log}");
@@ -339,7 +345,7 @@ fn malformed_and_oversized_bodies_are_refused_with_reasons_and_harm_nothing() {
     assert!(agent.try_wait().unwrap().is_none(), "the agent is still running");
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
-    let log = err.lock().unwrap().clone();
+    let log = whole_log(&err);
     assert!(log.contains("refused an OTLP request with 400"), "{log}");
     assert!(log.contains("relays traces only"), "the app is told where metrics should go: {log}");
 }

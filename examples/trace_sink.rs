@@ -1,6 +1,7 @@
-//! Bench tool: a fast stand-in for X-Ray's PutTraceSegments. `xray_sink PORT` answers every
-//! `POST /TraceSegments` with no unprocessed segments and counts the documents it received;
-//! `GET /count` returns the count. Nagle is off on every connection (TCP_NODELAY).
+//! Bench tool: a fast stand-in for trace backends. `trace_sink PORT` answers X-Ray's
+//! `POST /TraceSegments` with no unprocessed segments, counting the documents, and OTLP/HTTP
+//! `POST /v1/traces` (protobuf, gzip or not) with 200, counting the spans; `GET /count` returns
+//! the count. Nagle is off on every connection (TCP_NODELAY).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,24 @@ async fn handle(req: Request<Incoming>, count: Arc<AtomicU64>) -> Result<Respons
     if req.uri().path() == "/count" {
         return Ok(Response::new(Full::new(Bytes::from(count.load(Ordering::SeqCst).to_string()))));
     }
+    let otlp = req.uri().path() == "/v1/traces";
+    let gzip = req.headers().get("content-encoding").is_some_and(|v| v == "gzip");
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if otlp {
+        use prost::Message;
+        use std::io::Read;
+        let mut raw = Vec::new();
+        let data: &[u8] = if gzip {
+            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut raw).expect("gzip");
+            &raw
+        } else {
+            &body
+        };
+        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(data).expect("OTLP protobuf");
+        let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        count.fetch_add(spans as u64, Ordering::SeqCst);
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     let docs = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("TraceSegmentDocuments").and_then(|d| d.as_array().map(Vec::len)))
@@ -24,7 +42,7 @@ async fn handle(req: Request<Incoming>, count: Arc<AtomicU64>) -> Result<Respons
 }
 
 fn main() {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).expect("usage: xray_sink PORT");
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).expect("usage: trace_sink PORT");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
