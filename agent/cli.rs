@@ -177,7 +177,7 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_OTLP_XRAY", hide_env_values = true)]
     pub otlp_xray: bool,
 
-    /// Memory for spans an upstream has not taken yet (each upstream); the oldest are dropped beyond it [default: 8MiB]
+    /// Memory for spans an upstream has not taken yet (each upstream); the oldest are dropped beyond it [default: 4MiB]
     #[arg(long, env = "AGENT_OTLP_BUFFER", hide_env_values = true, value_name = "SIZE")]
     pub otlp_buffer: Option<String>,
 

@@ -38,6 +38,9 @@ pub use settings::{Settings, UpstreamConfig};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Spans waiting that make a batch worth sending before the flush interval is up.
 const BATCH_SPANS: u64 = 4096;
+/// A batch's size before compression, at most (but one chunk always goes, up to `MAX_BYTES`):
+/// small enough that a batch in flight costs little memory, big enough for few requests.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// One upstream's waiting spans and what happened to them.
 pub struct Queue {
@@ -286,19 +289,10 @@ impl Sender {
             if b.is_empty() || (!partial && b.count() < BATCH_SPANS) {
                 return None;
             }
-            b.take_within(usize::MAX, MAX_SPANS, MAX_BYTES)
+            b.take_within(usize::MAX, MAX_SPANS, BATCH_BYTES)
         };
         let spans: u64 = batch.iter().map(|c| c.spans).sum();
-        let body: Bytes = if batch.len() == 1 {
-            batch[0].body.clone()
-        } else {
-            let mut v = Vec::with_capacity(batch.iter().map(|c| c.body.len()).sum());
-            for c in &batch {
-                v.extend_from_slice(&c.body);
-            }
-            v.into()
-        };
-        match up.send(body).await {
+        match up.send(&batch).await {
             Outcome::Sent { rejected, reason } => {
                 q.health.succeeded();
                 self.backoff = Backoff::default();

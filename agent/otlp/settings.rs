@@ -79,7 +79,7 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
         endpoint,
         headers,
         xray: args.otlp_xray || file.otlp_xray.unwrap_or(false),
-        buffer: layered(Key::run("otlp-buffer"), args.otlp_buffer.as_ref(), file.otlp_buffer.as_ref(), parse_size)?.unwrap_or(8 << 20),
+        buffer: layered(Key::run("otlp-buffer"), args.otlp_buffer.as_ref(), file.otlp_buffer.as_ref(), parse_size)?.unwrap_or(4 << 20),
         flush_interval: layered(Key::run("otlp-flush-interval"), args.otlp_flush_interval.as_ref(), file.otlp_flush_interval.as_ref(), positive)?
             .unwrap_or(Duration::from_secs(1)),
     }))

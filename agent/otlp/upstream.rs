@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use super::message::{self, Format};
+use super::message::{self, Chunk, Format};
 use super::settings::{Kind, UpstreamConfig};
 use crate::traces::export::{sdk_config, SharedConfig};
 
@@ -64,9 +64,9 @@ impl Upstream {
         Ok(Upstream { cfg, name, client, aws, xray })
     }
 
-    /// POSTs one batch (protobuf, uncompressed) and says what came of it.
-    pub async fn send(&mut self, batch: Bytes) -> Outcome {
-        let body = if self.cfg.gzip { gzip(&batch) } else { batch };
+    /// POSTs one batch (the chunks' protobuf, concatenated) and says what came of it.
+    pub async fn send(&mut self, batch: &[Chunk]) -> Outcome {
+        let body = if self.cfg.gzip { gzip(batch) } else { concat(batch) };
         let mut req = Request::builder().method(Method::POST).uri(self.cfg.url.clone());
         {
             let h = req.headers_mut().expect("a fresh builder");
@@ -115,7 +115,7 @@ impl Upstream {
         }
         let hint = match (status.as_u16(), &self.cfg.kind) {
             (401 | 403, Kind::Http) => " (check the upstream's headers: OTEL_EXPORTER_OTLP_HEADERS or --otlp-header, such as the Honeycomb API key)",
-            (401 | 403, Kind::Xray) => " (the task role needs X-Ray write access, and CloudWatch Transaction Search must be enabled for OTLP)",
+            (401 | 403, Kind::Xray) => " (the task role needs xray:PutSpans, and CloudWatch Transaction Search must be enabled for OTLP)",
             (404, Kind::Http) => " (check the endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; /v1/traces is added)",
             _ => "",
         };
@@ -204,12 +204,27 @@ fn https_over(http: HttpConnector, plain_ok: bool) -> Result<Https, String> {
     Ok(builder.https_or_http().enable_http1().wrap_connector(http))
 }
 
-fn gzip(data: &[u8]) -> Bytes {
+/// The chunks compressed one after the other, without first copying them into one buffer.
+fn gzip(batch: &[Chunk]) -> Bytes {
     use std::io::Write;
+    let len: usize = batch.iter().map(|c| c.body.len()).sum();
     // The fastest level: a few times smaller for span data, at little CPU.
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
-    enc.write_all(data).expect("writing to a Vec");
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(len / 4), flate2::Compression::fast());
+    for c in batch {
+        enc.write_all(&c.body).expect("writing to a Vec");
+    }
     enc.finish().expect("writing to a Vec").into()
+}
+
+fn concat(batch: &[Chunk]) -> Bytes {
+    if let [one] = batch {
+        return one.body.clone();
+    }
+    let mut v = Vec::with_capacity(batch.iter().map(|c| c.body.len()).sum());
+    for c in batch {
+        v.extend_from_slice(&c.body);
+    }
+    v.into()
 }
 
 /// Retry-After: delta-seconds or an HTTP date; at most 5 minutes.
