@@ -44,13 +44,15 @@ run_load() { # NAME RATE SECONDS
   done
   t1=$(date +%s.%N)
   local cpu=$(( $(cpu_ticks) - before_cpu ))
-  python3 - "$1" "$sent" "$total" "$cpu" "$hz" "$t0" "$t1" <<'PY'
+  python3 - "$1" "$sent" "$total" "$cpu" "$hz" "$3" "$t0" "$t1" <<'PY'
 import sys
-name, sent, got, ticks, hz = sys.argv[1], *map(int, sys.argv[2:6])
-t0, t1 = map(float, sys.argv[6:8])
+name, sent, got, ticks, hz, secs = sys.argv[1], *map(int, sys.argv[2:7])
+t0, t1 = map(float, sys.argv[7:9])
 cpu = ticks / hz
-print(f"{name:<12} accepted={sent} delivered={got} lost={sent-got} spans_per_s={got/(t1-t0):.0f} "
-      f"cpu={cpu:.2f}s cpu_per_1k_spans={cpu/max(sent,1)*1e3*1e3:.1f}ms")
+# delivered_per_s: spans the sink got per second of load (the drain after it is included in
+# the count, not the time); lost: accepted but dropped over --otlp-buffer (overload).
+print(f"{name:<12} accepted={sent} delivered={got} lost={sent-got} delivered_per_s={got/secs:.0f} "
+      f"until_drained={t1-t0:.1f}s cpu={cpu:.2f}s cpu_per_1k_spans={cpu/max(sent,1)*1e6:.2f}ms")
 PY
 }
 
