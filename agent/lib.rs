@@ -4,6 +4,7 @@
 //! that tests can drive parts in-process.
 
 pub mod aws;
+pub mod aws_http;
 pub mod cli;
 pub mod commands;
 pub mod config;

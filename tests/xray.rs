@@ -369,3 +369,38 @@ fn a_short_lived_app_still_gets_its_segment_delivered() {
     assert!(start.elapsed() < Duration::from_secs(5));
     wait_in_moto(&moto, &[trace.to_string()], Duration::from_secs(10), "the short-lived app's trace");
 }
+
+#[test]
+fn put_trace_segments_requests_carry_a_valid_sigv4_signature() {
+    // The OTLP test sink also answers PutTraceSegments, and checks signatures with botocore.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, log) = (free_port(), dir.path().join("requests.jsonl"));
+    let mut sink = std::process::Command::new(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/otlp_sink.py"))
+        .args([port.to_string(), log.display().to_string(), "--sigv4-secret".into(), "testing".into()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = collect(sink.stdout.take().unwrap());
+    wait_until(Duration::from_secs(20), "the sink", || ready.lock().unwrap().contains("ready"));
+    let xray = format!("127.0.0.1:{}", free_port());
+    let (mut agent, _err) = agent_with_xray(&format!("http://127.0.0.1:{port}"), &xray, true, &["--xray-flush-interval", "100ms"]);
+    let ids = send_segments(&xray, 3, &dir.path().join("ids"), 0);
+    let records = || -> Vec<serde_json::Value> {
+        if log.exists() { lines(&log).iter().map(|l| serde_json::from_str(l).unwrap()).collect() } else { Vec::new() }
+    };
+    wait_until(T, "the segments at the stand-in", || {
+        let docs: String = records().iter().map(|r| r["documents"].to_string()).collect();
+        ids.iter().all(|id| docs.contains(id.as_str()))
+    });
+    for r in records() {
+        assert_eq!(r["path"], "/TraceSegments");
+        assert_eq!(r["sigv4"], "valid", "{r}");
+        assert_eq!(r["scope"], "us-east-1/xray", "{r}");
+    }
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
+    let _ = sink.kill();
+    let _ = sink.wait();
+}

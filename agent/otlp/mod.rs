@@ -34,6 +34,7 @@ use crate::traces::buffer::Buffer;
 use crate::traces::problems::Problems;
 use crate::traces::{Counters, ExportHealth, Snapshot};
 pub use settings::{Settings, UpstreamConfig};
+pub use upstream::error_chain;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Spans waiting that make a batch worth sending before the flush interval is up.

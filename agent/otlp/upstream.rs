@@ -5,19 +5,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::ProvideCredentials;
-use aws_credential_types::Credentials;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 
 use super::message::{self, Chunk, Format};
 use super::settings::{Kind, UpstreamConfig};
+use crate::aws_http::{self, HttpClient, SignError, Signer};
 use crate::traces::export::{sdk_config, SharedConfig};
-
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// What one POST came to.
 #[derive(Debug)]
@@ -34,15 +29,10 @@ pub struct Upstream {
     pub cfg: UpstreamConfig,
     /// For logs: the URL without credentials or query.
     pub name: String,
-    client: Client<Https, Full<Bytes>>,
+    client: HttpClient,
     aws: SharedConfig,
-    xray: Option<XraySigner>,
-}
-
-/// X-Ray's endpoint and the task role's credentials, cached until they near expiry.
-struct XraySigner {
-    region: String,
-    credentials: Option<Credentials>,
+    /// For X-Ray's OTLP endpoint: its URL and the task role's credentials.
+    xray: Option<Signer>,
 }
 
 /// A display name for a URL: scheme, host, port and path, no query.
@@ -53,14 +43,9 @@ pub fn display(url: &Uri) -> String {
 impl Upstream {
     /// Fails only when HTTPS is needed and the system has no root certificates.
     pub fn new(cfg: UpstreamConfig, aws: SharedConfig) -> Result<Upstream, String> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = https_over(http, cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let client = aws_http::client(cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
         let name = if cfg.kind == Kind::Xray { "X-Ray OTLP".to_string() } else { display(&cfg.url) };
-        let xray = (cfg.kind == Kind::Xray).then(|| XraySigner { region: String::new(), credentials: None });
+        let xray = (cfg.kind == Kind::Xray).then(|| Signer::new("xray"));
         Ok(Upstream { cfg, name, client, aws, xray })
     }
 
@@ -126,82 +111,16 @@ impl Upstream {
     async fn sign(&mut self, req: &mut Request<Full<Bytes>>, body: &Bytes) -> Result<(), Outcome> {
         let sdk = sdk_config(&self.aws).await;
         let signer = self.xray.as_mut().expect("X-Ray upstreams have a signer");
-        if signer.region.is_empty() {
-            let Some(region) = sdk.region() else {
-                return Err(Outcome::Failed("X-Ray OTLP: no AWS region; set AWS_REGION".into()));
-            };
-            signer.region = region.to_string();
-            let base = std::env::var("AWS_ENDPOINT_URL_XRAY")
-                .ok()
-                .or_else(|| sdk.endpoint_url().map(str::to_string))
-                .unwrap_or_else(|| format!("https://xray.{}.amazonaws.com", signer.region));
-            match format!("{}/v1/traces", base.trim_end_matches('/')).parse::<Uri>() {
-                Ok(u) => self.cfg.url = u,
-                Err(_) => return Err(Outcome::Failed(format!("X-Ray OTLP: {base:?} is not a URL (AWS_ENDPOINT_URL)"))),
-            }
+        let first = signer.region().is_empty();
+        let outcome = |e: SignError| if e.retry { Outcome::Retry { reason: e.message, after: None } } else { Outcome::Failed(e.message) };
+        self.cfg.url = signer.url(sdk, "/v1/traces").map_err(outcome)?;
+        if first {
             self.name = format!("X-Ray OTLP {}", display(&self.cfg.url));
-            tracing::info!(url = %display(&self.cfg.url), region = %signer.region, "relaying OTLP spans to X-Ray");
+            tracing::info!(url = %display(&self.cfg.url), region = %signer.region(), "relaying OTLP spans to X-Ray");
         }
         *req.uri_mut() = self.cfg.url.clone();
-        let fresh = signer.credentials.as_ref().is_some_and(|c| c.expiry().is_none_or(|t| t > SystemTime::now() + Duration::from_secs(300)));
-        if !fresh {
-            let Some(provider) = sdk.credentials_provider() else {
-                return Err(Outcome::Failed("X-Ray OTLP: no AWS credentials provider".into()));
-            };
-            match provider.provide_credentials().await {
-                Ok(c) => signer.credentials = Some(c),
-                Err(e) => {
-                    return Err(Outcome::Retry {
-                        reason: format!("X-Ray OTLP: no AWS credentials ({}); give the task a task role", aws_smithy_types::error::display::DisplayErrorContext(&e)),
-                        after: None,
-                    })
-                }
-            }
-        }
-        let identity = signer.credentials.clone().expect("set above").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&signer.region)
-            .name("xray")
-            .time(SystemTime::now())
-            .settings(aws_sigv4::http_request::SigningSettings::default())
-            .build()
-            .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?
-            .into();
-        let host = self.cfg.url.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        req.headers_mut().insert(header::HOST, HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("")));
-        let headers: Vec<(String, String)> =
-            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
-        let signable = aws_sigv4::http_request::SignableRequest::new(
-            "POST",
-            self.cfg.url.to_string(),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            aws_sigv4::http_request::SignableBody::Bytes(body),
-        )
-        .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?;
-        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
-            .map_err(|e| Outcome::Failed(format!("X-Ray OTLP: cannot sign: {e}")))?
-            .into_parts();
-        instructions.apply_to_request_http1x(req);
-        Ok(())
+        signer.sign(sdk, req, body).await.map_err(outcome)
     }
-}
-
-/// The HTTPS connector over a tuned HTTP connector; `plain_ok`: no certificates needed.
-fn https_over(http: HttpConnector, plain_ok: bool) -> Result<Https, String> {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_provider_and_native_roots(rustls::crypto::ring::default_provider()) {
-        Ok(b) => b,
-        Err(_) if plain_ok => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-        Err(e) => return Err(format!("no root certificates for HTTPS ({e}); install ca-certificates in the image")),
-    };
-    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
 }
 
 /// The chunks compressed one after the other, without first copying them into one buffer.
@@ -242,7 +161,7 @@ fn excerpt(body: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {

@@ -1,4 +1,11 @@
-//! Sending batches to X-Ray with PutTraceSegments.
+//! Sending batches to X-Ray with PutTraceSegments: `POST /TraceSegments` with a JSON body
+//! `{"TraceSegmentDocuments": [...]}`, SigV4-signed with the SDK's signer and credentials
+//! (`aws_http.rs`), its answer's `UnprocessedTraceSegments` read back.
+//!
+//! Why not the SDK's PutTraceSegments call: at 20,000 segments a second its per-call machinery
+//! and its byte-at-a-time JSON string escaping cost ~10 µs of CPU per segment, more than the
+//! daemon's whole job should (BENCHMARKS.md); this request is one JSON envelope, built by
+//! serde_json. The sampling proxy, a few calls a minute, still uses the SDK.
 //!
 //! Unlike the daemon, which drops a batch on any API error, a batch that failed for a reason
 //! that may pass (throttling, 5xx, timeouts, no connection) goes back to the front of the
@@ -7,10 +14,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_xray::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 
 use super::problems::Problems;
+use crate::aws_http::{self, HttpClient, Signer};
 
 /// What one PutTraceSegments call came to.
 pub enum Sent {
@@ -23,7 +33,9 @@ pub enum Sent {
 }
 
 pub struct Exporter {
-    client: aws_sdk_xray::Client,
+    client: Result<HttpClient, String>,
+    signer: Signer,
+    aws: SharedConfig,
     /// Each kind of problem is logged the first time only, and counted.
     pub problems: Problems,
 }
@@ -32,6 +44,33 @@ pub struct Exporter {
 struct IdOnly {
     id: Option<String>,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Answer {
+    unprocessed_trace_segments: Vec<Unprocessed>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Unprocessed {
+    id: Option<String>,
+    error_code: Option<String>,
+    message: Option<String>,
+}
+
+/// An AWS JSON error answer: `{"__type": "...", "message": "..."}` (some services say `Message`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ApiError {
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+/// How long one PutTraceSegments call may take, connection included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The AWS configuration for X-Ray calls (PutTraceSegments and the sampling proxy): two
 /// attempts of at most 5 s each (the exporter adds its own retries on top). Loaded once, on first
@@ -46,45 +85,83 @@ pub async fn sdk_config(shared: &SharedConfig) -> &aws_config::SdkConfig {
 
 impl Exporter {
     pub async fn new(shared: &SharedConfig) -> Self {
-        Exporter { client: aws_sdk_xray::Client::new(sdk_config(shared).await), problems: Problems::default() }
+        // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
+        let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
+        Exporter { client: aws_http::client(plain), signer: Signer::new("xray"), aws: shared.clone(), problems: Problems::default() }
     }
 
     pub async fn send(&mut self, batch: &[String]) -> Sent {
-        match self.client.put_trace_segments().set_trace_segment_documents(Some(batch.to_vec())).send().await {
-            Ok(out) => {
-                let mut retry = Vec::new();
-                let mut refused = 0;
-                for u in out.unprocessed_trace_segments() {
-                    let code = u.error_code().unwrap_or("unknown").to_string();
-                    let transient = code.contains("Throttl") || code.starts_with('5');
-                    let doc = u.id().and_then(|id| {
-                        batch.iter().find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id))
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Sent::Failed(format!("PutTraceSegments: {e}")),
+        };
+        let sdk = sdk_config(&self.aws).await;
+        let url = match self.signer.url(sdk, "/TraceSegments") {
+            Ok(u) => u,
+            Err(e) => return if e.retry { Sent::RetryAll(e.message) } else { Sent::Failed(e.message) },
+        };
+        let mut body = Vec::with_capacity(batch.iter().map(|d| d.len() + 8).sum::<usize>() + 32);
+        body.extend_from_slice(b"{\"TraceSegmentDocuments\":");
+        serde_json::to_writer(&mut body, batch).expect("strings serialize");
+        body.push(b'}');
+        let body = Bytes::from(body);
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(header::USER_AGENT, HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))))
+            .body(Full::new(body.clone()))
+            .expect("a valid request");
+        if let Err(e) = self.signer.sign(sdk, &mut req, &body).await {
+            return if e.retry { Sent::RetryAll(e.message) } else { Sent::Failed(e.message) };
+        }
+        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
+            let resp = client.request(req).await.map_err(|e| format!("PutTraceSegments: {}", crate::otlp::error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, String>((parts, body))
+        })
+        .await;
+        let (parts, body) = match answer {
+            Err(_) => return Sent::RetryAll(format!("PutTraceSegments: no answer within {}", humantime::format_duration(CALL_TIMEOUT))),
+            Ok(Err(reason)) => return Sent::RetryAll(reason),
+            Ok(Ok(a)) => a,
+        };
+        if !parts.status.is_success() {
+            let err: ApiError = serde_json::from_slice(&body).unwrap_or_default();
+            // The error type: the x-amzn-ErrorType header, else the body's __type ("prefix#Name").
+            let kind = parts
+                .headers
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .or(err.kind)
+                .map(|k| k.split([':', '#']).filter(|p| !p.is_empty()).last().unwrap_or("").to_string())
+                .unwrap_or_default();
+            let text = format!("PutTraceSegments: {} {kind}: {}", parts.status, err.message.unwrap_or_default());
+            let transient = kind.contains("Throttl") || parts.status.as_u16() == 429 || parts.status.is_server_error();
+            return if transient { Sent::RetryAll(text) } else { Sent::Failed(text) };
+        }
+        let answer: Answer = serde_json::from_slice(&body).unwrap_or_default();
+        let mut retry = Vec::new();
+        let mut refused = 0;
+        for u in answer.unprocessed_trace_segments {
+            let code = u.error_code.unwrap_or_else(|| "unknown".into());
+            let transient = code.contains("Throttl") || code.starts_with('5');
+            let doc = u.id.as_deref().and_then(|id| {
+                batch.iter().find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id))
+            });
+            match (transient, doc) {
+                (true, Some(d)) => retry.push(d.clone()),
+                _ => {
+                    refused += 1;
+                    let msg = u.message.unwrap_or_default();
+                    self.problems.once(&format!("unprocessed:{code}"), || {
+                        format!("X-Ray refused a segment: {code}: {msg} (further ones are counted as rejected)")
                     });
-                    match (transient, doc) {
-                        (true, Some(d)) => retry.push(d.clone()),
-                        _ => {
-                            refused += 1;
-                            let msg = u.message().unwrap_or("").to_string();
-                            self.problems.once(&format!("unprocessed:{code}"), || {
-                                format!("X-Ray refused a segment: {code}: {msg} (further ones are counted as rejected)")
-                            });
-                        }
-                    }
                 }
-                Sent::Done { retry, refused }
-            }
-            Err(e) => {
-                let transient = match &e {
-                    SdkError::ServiceError(se) => {
-                        let code = se.err().code().unwrap_or("");
-                        code.contains("Throttl") || se.raw().status().is_server_error()
-                    }
-                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-                    _ => false,
-                };
-                let text = format!("{}", DisplayErrorContext(&e));
-                if transient { Sent::RetryAll(text) } else { Sent::Failed(text) }
             }
         }
+        Sent::Done { retry, refused }
     }
 }

@@ -1,4 +1,5 @@
-"""A local OTLP/HTTP backend for the tests: it plays Honeycomb (or X-Ray's OTLP endpoint).
+"""A local OTLP/HTTP backend for the tests: it plays Honeycomb (or X-Ray's OTLP endpoint, or
+X-Ray's PutTraceSegments: POST /TraceSegments is logged with its documents and answered).
 
 Decodes every POST /v1/traces with the real opentelemetry-proto package (gzip undone) and
 appends one JSON object per request to LOG_FILE: the headers, the spans (name, trace id,
@@ -65,6 +66,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             record["sigv4"] = sigv4(headers, self.path, body)
             m = AUTH.match(headers.get("authorization", ""))
             record["scope"] = "/".join(m.groups()[2:4]) if m else ""
+        if self.path == "/TraceSegments":
+            # X-Ray's PutTraceSegments (JSON), for the test of the agent's signed requests.
+            record["documents"] = json.loads(body)["TraceSegmentDocuments"]
+            with lock, open(args.log_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            answer = b'{"UnprocessedTraceSegments":[]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         data = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
         req = ExportTraceServiceRequest()
         req.ParseFromString(data)

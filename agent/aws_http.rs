@@ -1,0 +1,143 @@
+//! HTTP to AWS for the trace relays: one HTTPS client (hyper on rustls with ring and the system's
+//! root certificates, as the SDK's), and SigV4 signing with the AWS SDK's own signer and the
+//! SDK configuration's credential chain (task role, environment, profile).
+//!
+//! Used where the relays' volume makes the SDK's per-call machinery the main cost, or where there
+//! is no SDK operation: PutTraceSegments (X-Ray segments; the SDK's request serialization cost
+//! more CPU per segment than everything else together, BENCHMARKS.md) and X-Ray's OTLP endpoint.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+pub type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type HttpClient = Client<Https, Full<Bytes>>;
+
+/// An HTTP(S) client with keep-alive and TCP_NODELAY. `plain_ok`: only plain HTTP will be used,
+/// so a system without root certificates is not an error.
+pub fn client(plain_ok: bool) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_provider_and_native_roots(rustls::crypto::ring::default_provider()) {
+        Ok(b) => b,
+        Err(_) if plain_ok => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+        Err(e) => return Err(format!("no root certificates for HTTPS ({e}); install ca-certificates in the image")),
+    };
+    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
+}
+
+/// Why a request could not be signed; `retry`: it may work later (credentials not yet there).
+#[derive(Debug)]
+pub struct SignError {
+    pub retry: bool,
+    pub message: String,
+}
+
+fn fail(message: String) -> SignError {
+    SignError { retry: false, message }
+}
+
+/// Signs requests for one AWS service; finds its endpoint and region on first use, and keeps
+/// the credentials until five minutes before they expire.
+pub struct Signer {
+    service: &'static str,
+    region: String,
+    base: String,
+    credentials: Option<Credentials>,
+}
+
+impl Signer {
+    pub fn new(service: &'static str) -> Signer {
+        Signer { service, region: String::new(), base: String::new(), credentials: None }
+    }
+
+    /// `path` on the service's endpoint: `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`,
+    /// else `https://SERVICE.REGION.amazonaws.com`.
+    pub fn url(&mut self, sdk: &aws_config::SdkConfig, path: &str) -> Result<Uri, SignError> {
+        if self.base.is_empty() {
+            let Some(region) = sdk.region() else {
+                return Err(fail(format!("{}: no AWS region; set AWS_REGION", self.service)));
+            };
+            self.region = region.to_string();
+            self.base = std::env::var(format!("AWS_ENDPOINT_URL_{}", self.service.to_ascii_uppercase()))
+                .ok()
+                .or_else(|| sdk.endpoint_url().map(str::to_string))
+                .unwrap_or_else(|| format!("https://{}.{}.amazonaws.com", self.service, self.region))
+                .trim_end_matches('/')
+                .to_string();
+        }
+        format!("{}{path}", self.base)
+            .parse()
+            .map_err(|_| fail(format!("{}: {:?} is not a URL (AWS_ENDPOINT_URL)", self.service, self.base)))
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Adds the SigV4 headers for `body` (which must be the request's body) to `req`, whose URI
+    /// came from `url`.
+    pub async fn sign(&mut self, sdk: &aws_config::SdkConfig, req: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SignError> {
+        let fresh = self.credentials.as_ref().is_some_and(|c| c.expiry().is_none_or(|t| t > SystemTime::now() + Duration::from_secs(300)));
+        if !fresh {
+            let Some(provider) = sdk.credentials_provider() else {
+                return Err(fail(format!("{}: no AWS credentials provider", self.service)));
+            };
+            match provider.provide_credentials().await {
+                Ok(c) => self.credentials = Some(c),
+                Err(e) => {
+                    return Err(SignError {
+                        retry: true,
+                        message: format!(
+                            "{}: no AWS credentials ({}); give the task a task role",
+                            self.service,
+                            aws_smithy_types::error::display::DisplayErrorContext(&e)
+                        ),
+                    })
+                }
+            }
+        }
+        let identity = self.credentials.clone().expect("set above").into();
+        let cannot = |e: &dyn std::fmt::Display| fail(format!("{}: cannot sign: {e}", self.service));
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(self.service)
+            .time(SystemTime::now())
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| cannot(&e))?
+            .into();
+        let uri = req.uri().to_string();
+        let host = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        req.headers_mut().insert(header::HOST, HeaderValue::from_str(&host).map_err(|e| cannot(&e))?);
+        let headers: Vec<(String, String)> =
+            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let signable = aws_sigv4::http_request::SignableRequest::new(
+            req.method().as_str(),
+            uri,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            aws_sigv4::http_request::SignableBody::Bytes(body),
+        )
+        .map_err(|e| cannot(&e))?;
+        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params).map_err(|e| cannot(&e))?.into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+}
