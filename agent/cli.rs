@@ -185,6 +185,10 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_OTLP_FLUSH_INTERVAL", hide_env_values = true, value_name = "DURATION")]
     pub otlp_flush_interval: Option<String>,
 
+    /// Send the X-Ray segments the app sends (UDP) to the OTLP upstreams, as OTLP spans, instead of PutTraceSegments
+    #[arg(long, env = "AGENT_XRAY_TO_OTLP", hide_env_values = true)]
+    pub xray_to_otlp: bool,
+
     /// After the app has exited, how long the agent may spend sending what traces it still holds [default: 4s]
     #[arg(long, env = "AGENT_FLUSH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub flush_timeout: Option<String>,
@@ -334,6 +338,7 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_OTLP_XRAY",
     "AGENT_OTLP_BUFFER",
     "AGENT_OTLP_FLUSH_INTERVAL",
+    "AGENT_XRAY_TO_OTLP",
     "AGENT_CONFIG",
     "AGENT_LOG_FORMAT",
     "AGENT_LOG_LEVEL",

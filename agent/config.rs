@@ -78,6 +78,7 @@ pub struct FileConfig {
     pub otlp_xray: Option<bool>,
     pub otlp_buffer: Option<String>,
     pub otlp_flush_interval: Option<String>,
+    pub xray_to_otlp: Option<bool>,
     pub health_exports_failing: Option<String>,
 }
 

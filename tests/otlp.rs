@@ -138,7 +138,6 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     let key = "hc-team-key-8d2f1e";
     moto.put("/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS", &format!("x-honeycomb-team={key}"));
     let sink = Sink::start(&[]);
-    let app = repo().join("examples/backend-flask");
     let (port, otlp) = (free_port(), format!("127.0.0.1:{}", free_port()));
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
@@ -147,23 +146,11 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
         .env("OTEL_SERVICE_NAME", "backend-flask")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .args(["run", "--secret", "OTEL_EXPORTER_OTLP_HEADERS=/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS"])
-        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"])
-        .arg(venv().join("bin/gunicorn"))
-        .arg("-c")
-        .arg(app.join("gunicorn.conf.py"))
-        .arg("--chdir")
-        .arg(&app)
-        .arg("app:app")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"]);
+    example_app(&mut cmd, port);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "the app to answer", || {
-        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
-    });
+    wait_app(port);
     // The app points at the agent, and the Honeycomb key is not in its environment.
     let (_, body) = http_get(port, "/api/config-check", Duration::from_secs(5)).unwrap();
     let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -366,4 +353,53 @@ fn without_an_upstream_the_app_keeps_its_own_settings() {
     assert!(env.contains("OTEL_EXPORTER_OTLP_HEADERS=x-honeycomb-team=k"), "nothing relayed, nothing changed");
     assert!(!env.contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
     assert!(!stderr(&out).contains("relaying OTLP"));
+}
+
+#[test]
+fn xray_sdk_segments_reach_an_otlp_backend_as_spans_with_xray_to_otlp() {
+    let sink = Sink::start(&[]);
+    let (port, otlp, xray) = (free_port(), format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut cmd = agent_cmd();
+    // X-Ray itself is unreachable: whatever arrives at the sink came through the conversion.
+    aws_env(&mut cmd, &format!("http://127.0.0.1:{}", free_port()));
+    cmd.env_remove("AGENT_NO_XRAY")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .env("XRAY_ENABLED", "1")
+        .env("XRAY_SAMPLING", "false")
+        .args(["run", "--xray-to-otlp", "--xray-address", &xray, "--xray-flush-interval", "100ms"])
+        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"]);
+    example_app(&mut cmd, port);
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_app(port);
+    let mut roots = Vec::new();
+    for _ in 0..5 {
+        let (status, head, _) = http_get_full(port, "/api/activities/home", Duration::from_secs(5)).unwrap();
+        assert_eq!(status, 200);
+        let header = head.lines().find(|l| l.to_ascii_lowercase().starts_with("x-amzn-trace-id:")).expect(&head);
+        // Root=1-5f84c7a1-1234567890abcdef01234567 → the OTLP trace ID 5f84c7a11234567890abcdef01234567
+        let root = header.split(['=', ';']).nth(1).unwrap().trim();
+        roots.push(root.splitn(3, '-').skip(1).collect::<String>());
+    }
+    wait_until(T, "the converted segments at the backend", || {
+        let spans = sink.spans();
+        roots.iter().all(|r| spans.iter().any(|s| &s.1 == r && s.0 == "backend-flask" && s.2 == "backend-flask"))
+    });
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0));
+    let log = whole_log(&err);
+    assert!(log.contains("X-Ray segments go to the OTLP upstreams"), "{log}");
+    assert!(!log.contains("PutTraceSegments"), "X-Ray's API was never called: {log}");
+}
+
+#[test]
+fn xray_to_otlp_without_an_upstream_is_a_configuration_error() {
+    let mut cmd = agent_cmd();
+    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove("AGENT_NO_XRAY").args(["run", "--xray-to-otlp", "--xray-address", &format!("127.0.0.1:{}", free_port()), "--", "true"]);
+    let out = run(cmd, T);
+    assert_eq!(code(&out, "agent"), 78);
+    assert!(stderr(&out).contains("--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT"), "{}", stderr(&out));
 }

@@ -21,31 +21,18 @@ fn traces_in_moto(moto: &Moto, ids: &[String]) -> Vec<(String, usize)> {
 #[test]
 fn every_requests_segment_reaches_xray() {
     let moto = Moto::start();
-    let app = repo().join("examples/backend-flask");
     let (port, xray_port) = (free_port(), free_port());
     let xray = format!("127.0.0.1:{xray_port}");
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--xray-flush-interval", "200ms", "--"])
-        .arg(venv().join("bin/gunicorn"))
-        .arg("-c")
-        .arg(app.join("gunicorn.conf.py"))
-        .arg("--chdir")
-        .arg(&app)
-        .arg("app:app")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
         .env("XRAY_ENABLED", "1")
         .env("XRAY_SAMPLING", "false")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .args(["run", "--xray-address", &xray, "--xray-flush-interval", "200ms", "--"]);
+    example_app(&mut cmd, port);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "the app to answer", || {
-        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
-    });
+    wait_app(port);
     let mut ids = Vec::new();
     for i in 0..20 {
         let path = if i % 2 == 0 { "/api/activities/home" } else { "/api/message_groups" };

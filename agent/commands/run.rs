@@ -106,14 +106,18 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
     }
 
     // OTLP: the upstreams may come from the secrets (the Honeycomb key), so they are read now.
+    let mut otlp_configured = false;
     let relay = match &otlp_settings {
         Some(settings) => match settings.upstreams(&otlp::app_env(&spec.env, &spec.env_remove)) {
             Ok(upstreams) if upstreams.is_empty() => None,
-            Ok(upstreams) => otlp::start(settings, upstreams).inspect(|_| {
-                let (set, remove) = settings.child_env();
-                spec.env_remove.extend(remove);
-                spec.env_fixed.extend(set.into_iter().map(|(k, v)| (k.into(), v.into())));
-            }),
+            Ok(upstreams) => {
+                otlp_configured = true;
+                otlp::start(settings, upstreams).inspect(|_| {
+                    let (set, remove) = settings.child_env();
+                    spec.env_remove.extend(remove);
+                    spec.env_fixed.extend(set.into_iter().map(|(k, v)| (k.into(), v.into())));
+                })
+            }
             Err(e) => {
                 error!(code = Code::Config.as_u8(), "{e}");
                 return Ok(Code::Config.into());
@@ -121,6 +125,26 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> anyhow::Resul
         },
         None => None,
     };
+    if args.xray_to_otlp || file.xray_to_otlp.unwrap_or(false) {
+        match (&traces, &relay) {
+            (Some(t), Some(r)) => {
+                t.relay_to_otlp(r.ingest.clone());
+                info!("X-Ray segments go to the OTLP upstreams as spans (--xray-to-otlp)");
+            }
+            (None, _) => tracing::warn!("--xray-to-otlp: X-Ray reception is off (--no-xray or its address is taken); nothing to convert"),
+            (Some(_), None) if otlp_settings.is_none() => {
+                error!(code = Code::Config.as_u8(), "--xray-to-otlp needs the OTLP relay, which --no-otlp turns off");
+                return Ok(Code::Config.into());
+            }
+            (Some(_), None) if otlp_configured => {
+                tracing::warn!("--xray-to-otlp: the OTLP relay is not running (see above), so X-Ray segments go to PutTraceSegments");
+            }
+            (Some(_), None) => {
+                error!(code = Code::Config.as_u8(), "--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT, --otlp-endpoint or --otlp-xray");
+                return Ok(Code::Config.into());
+            }
+        }
+    }
     if let (Some(h), Some(r), Some(limit)) = (&health, &relay, exports_failing) {
         for (name, exports) in r.health() {
             h.state.watch_exports(&name, exports, limit);

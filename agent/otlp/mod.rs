@@ -12,6 +12,7 @@
 //! One thread with a single-threaded runtime runs the receiver and one export loop per upstream.
 //! Each upstream has its own buffer, so one that is down does not hold up the other.
 
+pub mod from_xray;
 mod message;
 mod receiver;
 pub mod settings;
@@ -70,7 +71,7 @@ pub struct Ingest {
 impl Ingest {
     /// Takes a decoded request: drops invalid spans, queues the rest for every upstream. Returns
     /// how many spans of it were not kept, and why (for the partial-success answer).
-    fn accept(&self, request: ExportTraceServiceRequest, original: Option<Bytes>) -> (u64, String) {
+    pub fn accept(&self, request: ExportTraceServiceRequest, original: Option<Bytes>) -> (u64, String) {
         let checked = message::check(request);
         let (spans, invalid) = (checked.spans, checked.invalid);
         Counters::add(&self.counters.received, spans + invalid);

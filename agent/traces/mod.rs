@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use self::buffer::Buffer;
 pub use self::counters::{Counters, Snapshot};
 use self::export::{Exporter, Sent};
+use self::problems::Problems;
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:2000";
 const BATCH: usize = 50;
@@ -84,6 +85,8 @@ pub struct Traces {
     threads: Mutex<Option<(std::thread::JoinHandle<()>, std::thread::JoinHandle<()>)>>,
     pub counters: Arc<Counters>,
     pub health: Arc<ExportHealth>,
+    /// With `--xray-to-otlp`: where segments go, as OTLP spans, instead of PutTraceSegments.
+    otlp: Mutex<Option<Arc<crate::otlp::Ingest>>>,
 }
 
 /// What `activate` needs to start the threads.
@@ -123,13 +126,20 @@ pub fn start(cfg: XrayConfig) -> Option<Traces> {
         threads: Mutex::new(None),
         counters: Arc::new(Counters::default()),
         health: Arc::new(ExportHealth::default()),
+        otlp: Mutex::new(None),
     })
 }
 
 impl Traces {
+    /// Sends segments to the OTLP relay, as spans, instead of PutTraceSegments (before `activate`).
+    pub fn relay_to_otlp(&self, ingest: Arc<crate::otlp::Ingest>) {
+        *self.otlp.lock().unwrap_or_else(|e| e.into_inner()) = Some(ingest);
+    }
+
     /// Starts the receiver and exporter threads (once; later calls do nothing).
     pub fn activate(&self) {
         let Some(Pending { cfg, socket, sampling }) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let otlp = self.otlp.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer)));
         let full = Arc::new(Notify::new());
         let receiver = {
@@ -150,7 +160,7 @@ impl Traces {
                     if let Some(l) = sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
                         tokio::spawn(sampling::serve(l, c.clone(), aws.clone()));
                     }
-                    export_loop(cfg, buffer, full, c, k, f, h, aws).await
+                    export_loop(cfg, buffer, full, c, k, f, h, aws, otlp).await
                 });
             })
             .expect("BUG: cannot start the X-Ray exporter thread");
@@ -210,8 +220,9 @@ async fn export_loop(
     flush_timeout: Arc<Mutex<Duration>>,
     health: Arc<ExportHealth>,
     aws: export::SharedConfig,
+    otlp: Option<Arc<crate::otlp::Ingest>>,
 ) {
-    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200), health, aws };
+    let mut pipeline = Pipeline { buffer, counters, exporter: None, backoff: Duration::from_millis(200), health, aws, otlp, skips: Problems::default() };
     let mut last_logged = Snapshot::default();
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     minute.tick().await;
@@ -357,6 +368,9 @@ struct Pipeline {
     backoff: Duration,
     health: Arc<ExportHealth>,
     aws: export::SharedConfig,
+    otlp: Option<Arc<crate::otlp::Ingest>>,
+    /// Documents `--xray-to-otlp` could not convert, by reason.
+    skips: Problems,
 }
 
 impl Pipeline {
@@ -399,6 +413,17 @@ impl Pipeline {
     /// One PutTraceSegments call; false when the batch went back to the buffer to be retried.
     async fn send(&mut self, batch: Vec<String>) -> bool {
         let n = batch.len() as u64;
+        if let Some(ingest) = &self.otlp {
+            // --xray-to-otlp: the segments become spans in the OTLP relay's queues.
+            let (request, skipped) = crate::otlp::from_xray::request(&batch);
+            for s in &skipped {
+                self.skips.once(s.as_str(), || format!("an X-Ray segment could not become OTLP spans: {} (further ones are counted as rejected)", s.as_str()));
+            }
+            ingest.accept(request, None);
+            Counters::add(&self.counters.sent, n - skipped.len() as u64);
+            Counters::add(&self.counters.rejected, skipped.len() as u64);
+            return true;
+        }
         if self.exporter.is_none() {
             self.exporter = Some(Exporter::new(&self.aws).await);
         }

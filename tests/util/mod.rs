@@ -412,3 +412,27 @@ pub fn assert_no_secret_values<'a>(text: &str, values: impl IntoIterator<Item = 
         }
     }
 }
+
+/// Appends the example app under gunicorn (examples/backend-flask) as the agent's command, on
+/// 127.0.0.1:`port`, and wires the agent's stderr for `collect`.
+pub fn example_app(cmd: &mut Command, port: u16) {
+    let app = repo().join("examples/backend-flask");
+    cmd.arg(venv().join("bin/gunicorn"))
+        .arg("-c")
+        .arg(app.join("gunicorn.conf.py"))
+        .arg("--chdir")
+        .arg(&app)
+        .arg("app:app")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+}
+
+/// Waits until the example app answers its health check.
+pub fn wait_app(port: u16) {
+    wait_until(Duration::from_secs(30), "the app to answer", || {
+        http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
+    });
+}
