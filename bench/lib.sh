@@ -33,3 +33,26 @@ compare() {
     done
   done
 }
+
+# A free TCP port on 127.0.0.1.
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Builds the bench tools (examples/) with the tools profile and prints their directory.
+bench_tools() {
+  cargo build -q --profile tools "${@/#/--example=}"
+  echo "$(realpath "${CARGO_TARGET_DIR:-target}")/tools/examples"
+}
+
+# Polls COUNT_CMD (prints what the sink has counted) until it reaches BEFORE + SENT, or nothing
+# more arrives for 3 s; prints how many arrived since BEFORE.
+# Usage: wait_delivered COUNT_CMD BEFORE SENT
+wait_delivered() {
+  local total last=-1 stable=0
+  while :; do
+    total=$(( $($1) - $2 ))
+    [ "$total" -ge "$3" ] && break
+    if [ "$total" = "$last" ]; then stable=$((stable + 1)); [ $stable -ge 30 ] && break; else stable=0; fi
+    last=$total; sleep 0.1
+  done
+  echo "$total"
+}

@@ -10,11 +10,10 @@
 # Usage: bench/otlp.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-agent=$(. bench/lib.sh; static_agent)
-cargo build -q --profile tools --example trace_sink --example otlp_load
-tools="$(realpath "${CARGO_TARGET_DIR:-target}")/tools/examples"
+. bench/lib.sh
+agent=$(static_agent)
+tools=$(bench_tools trace_sink otlp_load)
 out=bench/out; mkdir -p "$out"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sink_port=$(freeport); otlp_port=$(freeport)
 
 "$tools/trace_sink" "$sink_port" > "$out/otlp-sink.log" &
@@ -30,18 +29,11 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$agent_pid/stat; }
 hz=$(getconf CLK_TCK)
 
 run_load() { # NAME RATE SECONDS
-  local before_delivered before_cpu sent total last stable t0 t1
+  local before_delivered before_cpu sent total t0 t1
   before_delivered=$(delivered); before_cpu=$(cpu_ticks)
   t0=$(date +%s.%N)
   sent=$("$tools/otlp_load" "127.0.0.1:$otlp_port" "$2" "$3" 2)
-  # Wait until the sink has everything, or nothing more arrives for 3 s.
-  last=-1; stable=0
-  while :; do
-    total=$(( $(delivered) - before_delivered ))
-    [ "$total" -ge "$sent" ] && break
-    if [ "$total" = "$last" ]; then stable=$((stable + 1)); [ $stable -ge 30 ] && break; else stable=0; fi
-    last=$total; sleep 0.1
-  done
+  total=$(wait_delivered delivered "$before_delivered" "$sent")
   t1=$(date +%s.%N)
   local cpu=$(( $(cpu_ticks) - before_cpu ))
   python3 - "$1" "$sent" "$total" "$cpu" "$hz" "$3" "$t0" "$t1" <<'PY'

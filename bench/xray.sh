@@ -8,11 +8,10 @@
 # Usage: bench/xray.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-agent=$(. bench/lib.sh; static_agent)
-cargo build -q --profile tools --example trace_sink --example xray_load
-tools="$(realpath "${CARGO_TARGET_DIR:-target}")/tools/examples"
+. bench/lib.sh
+agent=$(static_agent)
+tools=$(bench_tools trace_sink xray_load)
 out=bench/out; mkdir -p "$out"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sink_port=$(freeport); xray_port=$(freeport)
 
 "$tools/trace_sink" "$sink_port" > "$out/xray-sink.log" &
@@ -30,17 +29,10 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$agent_pid/stat; }
 hz=$(getconf CLK_TCK)
 
 run_load() { # NAME RATE SECONDS
-  local before_delivered before_err before_cpu sent total last stable
+  local before_delivered before_err before_cpu sent total
   before_delivered=$(delivered); before_err=$(rcvbuf_errors); before_cpu=$(cpu_ticks)
   sent=$("$tools/xray_load" "127.0.0.1:$xray_port" "$2" "$3")
-  # Wait until the sink has everything, or nothing more arrives for 3 s.
-  last=-1; stable=0
-  while :; do
-    total=$(( $(delivered) - before_delivered ))
-    [ "$total" -ge "$sent" ] && break
-    if [ "$total" = "$last" ]; then stable=$((stable + 1)); [ $stable -ge 30 ] && break; else stable=0; fi
-    last=$total; sleep 0.1
-  done
+  total=$(wait_delivered delivered "$before_delivered" "$sent")
   local cpu=$(( $(cpu_ticks) - before_cpu )) errs=$(( $(rcvbuf_errors) - before_err ))
   python3 - "$1" "$sent" "$total" "$errs" "$cpu" "$hz" <<'PY'
 import sys

@@ -223,14 +223,6 @@ fn a_backend_answering_503_for_a_while_loses_nothing() {
     assert!(final_count(&log, "retried") > 0, "{log}");
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    read(Path::new(&format!("/proc/{pid}/status")))
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_backend_that_is_down_costs_bounded_memory_and_counted_drops() {
     // Nothing listens on the upstream port.

@@ -100,14 +100,6 @@ fn wait_in_moto(moto: &Moto, ids: &[String], within: Duration, what: &str) {
     });
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    read(std::path::Path::new(&format!("/proc/{pid}/status")))
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     let moto = Moto::start();

@@ -436,3 +436,12 @@ pub fn wait_app(port: u16) {
         http_get(port, "/api/health-check", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200)
     });
 }
+
+/// A "kB" field of /proc/PID/status (VmRSS:, VmHWM:), or 0.
+pub fn status_kb(pid: u32, key: &str) -> u64 {
+    read(Path::new(&format!("/proc/{pid}/status")))
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
