@@ -395,3 +395,27 @@ fn xray_to_otlp_without_an_upstream_is_a_configuration_error() {
     assert_eq!(code(&out, "agent"), 78);
     assert!(stderr(&out).contains("--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT"), "{}", stderr(&out));
 }
+
+#[test]
+fn health_turns_unhealthy_when_an_otlp_upstream_keeps_failing() {
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let socket = socket_name("otlp-exports");
+    let (mut agent, _err, out, _) =
+        agent_with_sender(Some(&down), 20, &["--health-exports-failing", "1s", "--health-socket", &socket], &[]);
+    sent_ids(out.path());
+    let health = || {
+        let mut c = agent_cmd();
+        c.args(["health", "--socket", &socket]);
+        let out = run(c, T);
+        (out.status.code(), stdout(&out))
+    };
+    let mut last = (None, String::new());
+    wait_until(Duration::from_secs(30), "agent health to report the failing upstream", || {
+        last = health();
+        last.1.starts_with(&format!("unhealthy: {down}/v1/traces exports failing since"))
+    });
+    assert_eq!(last.0, Some(1), "{}", last.1);
+    assert!(last.1.contains("Connection refused") || last.1.contains("connect"), "says why: {}", last.1);
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
+}
