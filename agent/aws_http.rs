@@ -94,7 +94,7 @@ impl Signer {
     /// Adds the SigV4 headers for `body` (which must be the request's body) to `req`, whose URI
     /// came from `url`.
     pub async fn sign(&mut self, sdk: &aws_config::SdkConfig, req: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SignError> {
-        let fresh = self.credentials.as_ref().is_some_and(|c| c.expiry().is_none_or(|t| t > SystemTime::now() + Duration::from_secs(300)));
+        let fresh = self.credentials.as_ref().is_some_and(|c| c.expiry().map_or(true, |t| t > SystemTime::now() + Duration::from_secs(300)));
         if !fresh {
             let Some(provider) = sdk.credentials_provider() else {
                 return Err(fail(format!("{}: no AWS credentials provider", self.service)));

@@ -136,7 +136,7 @@ impl Exporter {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
                 .or(err.kind)
-                .map(|k| k.split([':', '#']).filter(|p| !p.is_empty()).last().unwrap_or("").to_string())
+                .map(|k| k.split([':', '#']).rfind(|p| !p.is_empty()).unwrap_or("").to_string())
                 .unwrap_or_default();
             let text = format!("PutTraceSegments: {} {kind}: {}", parts.status, err.message.unwrap_or_default());
             let transient = kind.contains("Throttl") || parts.status.as_u16() == 429 || parts.status.is_server_error();
