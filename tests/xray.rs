@@ -181,16 +181,7 @@ fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
 /// The harness's stand-in for X-Ray's sampling APIs (moto has none); says "ready" when up.
 fn xray_stub(log: &std::path::Path) -> (std::process::Child, u16) {
     let port = free_port();
-    let mut c = std::process::Command::new(venv().join("bin/python"))
-        .arg(repo().join("tests/aws/xray_stub.py"))
-        .arg(port.to_string())
-        .arg(log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = collect(c.stdout.take().unwrap());
-    wait_until(Duration::from_secs(20), "the X-Ray stub", || out.lock().unwrap().contains("ready"));
+    let (c, _) = python_server("xray_stub.py", &[port.to_string(), log.display().to_string()]);
     (c, port)
 }
 
@@ -352,34 +343,20 @@ fn a_short_lived_app_still_gets_its_segment_delivered() {
 #[test]
 fn put_trace_segments_requests_carry_a_valid_sigv4_signature() {
     // The OTLP test sink also answers PutTraceSegments, and checks signatures with botocore.
+    let sink = Sink::start(&["--sigv4-secret", "testing"]);
     let dir = tempfile::tempdir().unwrap();
-    let (port, log) = (free_port(), dir.path().join("requests.jsonl"));
-    let mut sink = std::process::Command::new(venv().join("bin/python"))
-        .arg(repo().join("tests/aws/otlp_sink.py"))
-        .args([port.to_string(), log.display().to_string(), "--sigv4-secret".into(), "testing".into()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ready = collect(sink.stdout.take().unwrap());
-    wait_until(Duration::from_secs(20), "the sink", || ready.lock().unwrap().contains("ready"));
     let xray = format!("127.0.0.1:{}", free_port());
-    let (mut agent, _err) = agent_with_xray(&format!("http://127.0.0.1:{port}"), &xray, true, &["--xray-flush-interval", "100ms"]);
+    let (mut agent, _err) = agent_with_xray(&sink.endpoint(), &xray, true, &["--xray-flush-interval", "100ms"]);
     let ids = send_segments(&xray, 3, &dir.path().join("ids"), 0);
-    let records = || -> Vec<serde_json::Value> {
-        if log.exists() { lines(&log).iter().map(|l| serde_json::from_str(l).unwrap()).collect() } else { Vec::new() }
-    };
     wait_until(T, "the segments at the stand-in", || {
-        let docs: String = records().iter().map(|r| r["documents"].to_string()).collect();
+        let docs: String = sink.requests().iter().map(|r| r["documents"].to_string()).collect();
         ids.iter().all(|id| docs.contains(id.as_str()))
     });
-    for r in records() {
+    for r in sink.requests() {
         assert_eq!(r["path"], "/TraceSegments");
         assert_eq!(r["sigv4"], "valid", "{r}");
         assert_eq!(r["scope"], "us-east-1/xray", "{r}");
     }
     signal(agent.id(), libc::SIGTERM);
     wait_child(&mut agent, T, "agent");
-    let _ = sink.kill();
-    let _ = sink.wait();
 }

@@ -354,20 +354,10 @@ impl FaultProxy {
     }
 
     pub fn start_on(port: u16, upstream: &str, fault: &[&str]) -> FaultProxy {
-        let mut child = Command::new(venv().join("bin/python"))
-            .arg(repo().join("tests/aws/faultproxy.py"))
-            .arg(port.to_string())
-            .arg(upstream)
-            .args(fault)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = collect(child.stdout.take().unwrap());
-        let p = FaultProxy { port, child, out };
-        wait_until(Duration::from_secs(20), "the fault proxy to listen", || p.out.lock().unwrap().contains("ready"));
-        p
+        let mut args = vec![port.to_string(), upstream.to_string()];
+        args.extend(fault.iter().map(|f| f.to_string()));
+        let (child, out) = python_server("faultproxy.py", &args);
+        FaultProxy { port, child, out }
     }
 
     pub fn endpoint(&self) -> String {
@@ -444,4 +434,75 @@ pub fn status_kb(pid: u32, key: &str) -> u64 {
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Starts one of the harness's Python servers (tests/aws/SCRIPT ARGS...) and waits for it to
+/// print "ready". Its stdin is a pipe (closing it stops the fault proxy); its stdout is collected.
+pub fn python_server(script: &str, args: &[String]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = Command::new(venv().join("bin/python"))
+        .arg(repo().join("tests/aws").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    wait_until(Duration::from_secs(20), &format!("{script} to listen"), || out.lock().unwrap().contains("ready"));
+    (child, out)
+}
+
+/// The local OTLP backend (tests/aws/otlp_sink.py; also answers PutTraceSegments), stopped on drop.
+pub struct Sink {
+    pub port: u16,
+    log: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sink {
+    pub fn start(extra: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, log) = (free_port(), dir.path().join("requests.jsonl"));
+        let mut args = vec![port.to_string(), log.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let (child, _) = python_server("otlp_sink.py", &args);
+        Sink { port, log, child, _dir: dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it received, as logged.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        if !self.log.exists() {
+            return Vec::new();
+        }
+        lines(&self.log).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The spans it accepted (answered 200): (name, trace id, service.name).
+    pub fn spans(&self) -> Vec<(String, String, String)> {
+        self.requests()
+            .iter()
+            .filter(|r| r["answered"] == 200)
+            .flat_map(|r| r["spans"].as_array().cloned().unwrap_or_default())
+            .map(|s| (s["name"].as_str().unwrap().into(), s["trace_id"].as_str().unwrap().into(), s["service"].as_str().unwrap().into()))
+            .collect()
+    }
+
+    pub fn wait_for_ids(&self, ids: &[String], within: Duration, what: &str) {
+        wait_until(within, what, || {
+            let got: std::collections::HashSet<String> = self.spans().into_iter().map(|s| s.1).collect();
+            ids.iter().all(|id| got.contains(id))
+        });
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
