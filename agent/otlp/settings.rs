@@ -194,7 +194,7 @@ impl Settings {
         let url = url.filter(|u| {
             let own = self.is_self(u);
             if own {
-                tracing::warn!(endpoint = %u, "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
+                tracing::warn!(endpoint = %super::upstream::display(u), "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
             }
             !own
         });

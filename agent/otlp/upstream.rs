@@ -35,16 +35,25 @@ pub struct Upstream {
     xray: Option<Signer>,
 }
 
-/// A display name for a URL: scheme, host, port and path, no query.
+/// A display name for a URL: scheme, host, port and path; never a query or `user:password@`.
 pub fn display(url: &Uri) -> String {
-    format!("{}://{}{}", url.scheme_str().unwrap_or("http"), url.authority().map_or("", |a| a.as_str()), url.path())
+    let host = url.host().unwrap_or("");
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{host}{port}{}", url.scheme_str().unwrap_or("http"), url.path())
+}
+
+impl UpstreamConfig {
+    /// How logs and `agent health` name this upstream.
+    pub fn name(&self) -> String {
+        if self.kind == Kind::Xray { "X-Ray OTLP".to_string() } else { display(&self.url) }
+    }
 }
 
 impl Upstream {
     /// Fails only when HTTPS is needed and the system has no root certificates.
     pub fn new(cfg: UpstreamConfig, aws: SharedConfig) -> Result<Upstream, String> {
         let client = aws_http::client(cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
-        let name = if cfg.kind == Kind::Xray { "X-Ray OTLP".to_string() } else { display(&cfg.url) };
+        let name = cfg.name();
         let xray = (cfg.kind == Kind::Xray).then(|| Signer::new("xray"));
         Ok(Upstream { cfg, name, client, aws, xray })
     }
@@ -175,6 +184,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_never_show_credentials_or_queries() {
+        let u: Uri = "https://user:sekrit@api.example.com:8443/v1/traces?key=sekrit".parse().unwrap();
+        assert_eq!(display(&u), "https://api.example.com:8443/v1/traces");
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
