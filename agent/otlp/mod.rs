@@ -139,7 +139,7 @@ pub fn start(settings: &Settings, upstreams: Vec<UpstreamConfig>) -> Option<Rela
     let aws = crate::traces::export::SharedConfig::default();
     let mut exporters = Vec::new();
     for cfg in upstreams {
-        let name = if cfg.kind == settings::Kind::Xray { "X-Ray OTLP".to_string() } else { upstream::display(&cfg.url) };
+        let name = cfg.name();
         match Upstream::new(cfg, aws.clone()) {
             Ok(u) => exporters.push(u),
             Err(e) => warn!(upstream = %name, "cannot relay OTLP spans there: {e}"),

@@ -18,10 +18,7 @@ use crate::serve::Reply;
 fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Reply, Infallible> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    let ct = match (status, format) {
-        (_, Some(f)) => f.content_type(),
-        (StatusCode::OK, None) | (_, None) => Format::Protobuf.content_type(),
-    };
+    let ct = format.unwrap_or(Format::Protobuf).content_type();
     r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().expect("valid header"));
     Ok(r)
 }

@@ -84,7 +84,7 @@ pub async fn sdk_config(shared: &SharedConfig) -> &aws_config::SdkConfig {
 }
 
 impl Exporter {
-    pub async fn new(shared: &SharedConfig) -> Self {
+    pub fn new(shared: &SharedConfig) -> Self {
         // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
         let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
         Exporter { client: aws_http::client(plain), signer: Signer::new("xray"), aws: shared.clone(), problems: Problems::default() }

@@ -425,7 +425,7 @@ impl Pipeline {
             return true;
         }
         if self.exporter.is_none() {
-            self.exporter = Some(Exporter::new(&self.aws).await);
+            self.exporter = Some(Exporter::new(&self.aws));
         }
         let exporter = self.exporter.as_mut().expect("set above");
         match exporter.send(&batch).await {
