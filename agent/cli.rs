@@ -36,6 +36,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the `run` variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run CMD as the supervised child: forward signals, reap zombies, stop within a deadline.
     Run(RunArgs),

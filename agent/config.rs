@@ -84,8 +84,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(path, &text)
     }
 
@@ -205,8 +204,17 @@ fn layered_list<T, E: std::fmt::Display>(
 
 /// Parses durations the way people write them: `500ms`, `25s`, `5m`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 500ms, 25s or 5m"))
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e}); write it like 500ms, 25s or 5m"))
+}
+
+/// A duration that must be more than 0 (intervals, timeouts).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) })
+}
+
+/// An address with an IP (not a name: nothing to resolve at start), like 127.0.0.1:2000.
+pub fn parse_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.trim().parse().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, like 127.0.0.1:2000"))
 }
 
 /// Parses sizes: `8MiB`, `512KiB`, `4MB`, `1000000`.
@@ -246,13 +254,8 @@ pub fn run_config(args: &RunArgs, file: &FileConfig) -> Result<RunConfig, Config
         map_exit: layered_list(Key::run("map-exit"), &args.map_exit, file.map_exit.as_ref(), parse_map_exit)?,
         restart: args.restart.or(file.restart).unwrap_or(RestartPolicy::Never),
         max_restarts: args.max_restarts.or(file.max_restarts).unwrap_or(DEFAULT_MAX_RESTARTS),
-        restart_backoff: layered(
-            Key::run("restart-backoff"),
-            args.restart_backoff.as_ref(),
-            file.restart_backoff.as_ref(),
-            parse_duration,
-        )?
-        .unwrap_or(DEFAULT_RESTART_BACKOFF),
+        restart_backoff: layered(Key::run("restart-backoff"), args.restart_backoff.as_ref(), file.restart_backoff.as_ref(), parse_duration)?
+            .unwrap_or(DEFAULT_RESTART_BACKOFF),
     })
 }
 

@@ -41,6 +41,38 @@ impl From<Code> for ExitCode {
     }
 }
 
+/// Why the agent itself stops before or instead of the app: the exit code it means, and one
+/// line for the log. Library errors turn into this at one boundary (`From` below); `main` logs
+/// it through the logger (so as JSON with `--log-format json`) and exits with its code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Fatal {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn new(code: Code, message: impl std::fmt::Display) -> Fatal {
+        Fatal { code, message: message.to_string() }
+    }
+
+    /// An internal error with what the agent was doing: "cannot create the control pipe: …".
+    pub fn internal(doing: &str, e: impl std::fmt::Display) -> Fatal {
+        Fatal::new(Code::Internal, format!("{doing}: {e}"))
+    }
+}
+
+macro_rules! config_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Fatal {
+            fn from(e: $t) -> Fatal {
+                Fatal::new(Code::Config, e)
+            }
+        }
+    )*};
+}
+config_errors!(crate::config::ConfigError, crate::health::socket::BindError, crate::secrets::settings::SettingsError, crate::relay::RelayError);
+
 /// The exit code a shell would report for a child's raw `waitpid` status:
 /// its exit code, or 128+N when it was killed by signal N.
 pub fn code_of_status(status: libc::c_int) -> u8 {

@@ -4,7 +4,6 @@
 //! that tests can drive parts in-process.
 
 pub mod aws;
-pub mod aws_http;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -12,9 +11,7 @@ pub mod exit;
 pub mod health;
 pub mod logging;
 pub mod memory;
-pub mod otlp;
+pub mod relay;
 pub mod secrets;
-pub mod serve;
 pub mod signals;
 pub mod supervisor;
-pub mod traces;

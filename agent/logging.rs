@@ -14,10 +14,7 @@ pub fn init(format: LogFormat, level: LogLevel) {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
     // A failure here means a subscriber is already set (tests); keep that one.
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use agent::cli::{Cli, Command};
-use agent::config::{self, ConfigError};
-use agent::exit::Code;
+use agent::config::{self, FileConfig};
+use agent::exit::{Code, Fatal};
 use agent::{commands, logging, supervisor};
 
 fn main() -> ExitCode {
@@ -24,38 +24,28 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("agent: error: {err:#}");
-            exit_code_for(&err).into()
+        Err(fatal) => {
+            tracing::error!(code = fatal.code.as_u8(), "{fatal}");
+            fatal.code.into()
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> Result<ExitCode, Fatal> {
     // Signals that arrive while the agent starts stay pending and reach the child later.
     let handled = match cli.command {
-        Command::Run(_) => Some(supervisor::block_signals()?),
+        Command::Run(_) => Some(supervisor::block_signals().map_err(|e| Fatal::internal("cannot block signals", e))?),
         _ => None,
     };
-    let file = config::load_file(&cli)?;
-    let global = config::global(&cli, &file);
+    let file = config::load_file(&cli);
+    let global = config::global(&cli, file.as_ref().unwrap_or(&FileConfig::default()));
     logging::init(global.log_format, global.log_level);
+    let file = file?;
 
     match &cli.command {
         Command::Run(args) => commands::run::run(args, &file, handled.as_ref().expect("blocked above")),
         Command::Health(args) => Ok(commands::health::run(args, &file)),
         Command::Env(args) => commands::env::run(args, &file),
         Command::Version => Ok(commands::version::run()),
-    }
-}
-
-fn exit_code_for(err: &anyhow::Error) -> Code {
-    if err.downcast_ref::<ConfigError>().is_some()
-        || err.downcast_ref::<agent::health::socket::BindError>().is_some()
-        || err.downcast_ref::<agent::secrets::settings::SettingsError>().is_some()
-    {
-        Code::Config
-    } else {
-        Code::Internal
     }
 }

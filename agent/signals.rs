@@ -22,15 +22,7 @@ use nix::sys::signal::{SigSet, Signal};
 pub struct Signo(pub i32);
 
 /// Signals the agent leaves alone entirely: default action, never blocked.
-const FAULTS: [Signal; 7] = [
-    Signal::SIGSEGV,
-    Signal::SIGBUS,
-    Signal::SIGFPE,
-    Signal::SIGILL,
-    Signal::SIGTRAP,
-    Signal::SIGSYS,
-    Signal::SIGABRT,
-];
+const FAULTS: [Signal; 7] = [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGFPE, Signal::SIGILL, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT];
 
 /// Blocked and read by the agent, but never forwarded.
 const NOT_FORWARDED: [i32; 4] = [libc::SIGCHLD, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE];
@@ -89,7 +81,11 @@ impl FromStr for Signo {
                 Some('-') => base - rest[1..].parse::<i32>().map_err(|_| err())?,
                 Some(_) => return Err(err()),
             };
-            if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) { Ok(Signo(n)) } else { Err(err()) }
+            if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
+                Ok(Signo(n))
+            } else {
+                Err(err())
+            }
         };
         if let Some(rest) = name.strip_prefix("RTMIN") {
             return rt(libc::SIGRTMIN(), rest);

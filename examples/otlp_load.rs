@@ -56,9 +56,16 @@ fn request(seed: &mut u64) -> Vec<u8> {
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "backend-flask"), kv("telemetry.sdk.language", "python")], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "backend-flask"), kv("telemetry.sdk.language", "python")],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "opentelemetry.instrumentation.flask".into(), version: "0.66b1".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry.instrumentation.flask".into(),
+                    version: "0.66b1".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],

@@ -22,7 +22,9 @@ fn demo_runs_once_and_reports_ok() {
     assert!(text.contains("\"otlp_header_on_every_request\": true"), "{text}");
     // The values scripts/demo.py seeds: none may appear in anything the demo printed.
     let everything = format!("{text}{}", stderr(&out));
-    for value in ["AKIADEMODEMODEMO0001", "demo-secret-access-key-not-real", "postgresql://cruddur:demo-password", "demo-honeycomb-key", "demo-db-password"] {
+    for value in
+        ["AKIADEMODEMODEMO0001", "demo-secret-access-key-not-real", "postgresql://cruddur:demo-password", "demo-honeycomb-key", "demo-db-password"]
+    {
         assert!(!everything.contains(value), "a seeded secret value was printed");
     }
 }

@@ -61,7 +61,9 @@ fn the_task_definition_uses_the_agent_and_no_sidecar() {
 fn the_task_role_policy_grants_what_the_agent_calls() {
     let text = read(&repo().join("examples/ecs/task-role-policy.json"));
     let _ = json("examples/ecs/task-role-policy.json");
-    for action in ["ssm:GetParameters", "ssm:GetParametersByPath", "kms:Decrypt", "xray:PutTraceSegments", "xray:GetSamplingRules", "xray:GetSamplingTargets"] {
+    for action in
+        ["ssm:GetParameters", "ssm:GetParametersByPath", "kms:Decrypt", "xray:PutTraceSegments", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
+    {
         assert!(text.contains(action), "{action} missing");
     }
     let hc = json("examples/ecs/healthcheck.json");

@@ -30,7 +30,13 @@ fn drains_on_sigterm(pid1: bool) {
         app.to_str().unwrap(),
         "app:app",
     ];
-    let mut cmd = if pid1 { agent_as_pid1(&args) } else { let mut c = agent_cmd(); c.args(args); c };
+    let mut cmd = if pid1 {
+        agent_as_pid1(&args)
+    } else {
+        let mut c = agent_cmd();
+        c.args(args);
+        c
+    };
     cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string()).env("WEB_CONCURRENCY", "2");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();

@@ -65,7 +65,15 @@ fn term_ignorers_are_killed_at_the_deadline(pid1: bool) {
     let gc = dir.path().join("grandchild.pid");
     let script = format!("trap '' TERM; setsid sleep 300 & echo $! > {}; sleep 300", gc.display());
     let args = ["run", "--stop-timeout", "1s", "--", "sh", "-c", &script];
-    let child = if pid1 { spawn(agent_as_pid1(&args)) } else { spawn({ let mut c = agent_cmd(); c.args(args); c }) };
+    let child = if pid1 {
+        spawn(agent_as_pid1(&args))
+    } else {
+        spawn({
+            let mut c = agent_cmd();
+            c.args(args);
+            c
+        })
+    };
     let agent_pid = if pid1 { pid1_host_pid(child.id()) as u32 } else { child.id() };
     wait_until(Duration::from_secs(10), "grandchild pid file", || !read(&gc).trim().is_empty());
     let gc_pid: i32 = read(&gc).trim().parse().unwrap();
@@ -168,8 +176,11 @@ fn restart_on_failure_with_backoff_and_a_limit() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let mut cmd = agent_cmd();
-    cmd.args(["run", "--restart", "on-failure", "--max-restarts", "2", "--restart-backoff", "100ms", "--"])
-        .args(["sh", "-c", &format!("echo run >> {}; exit 3", runs.display())]);
+    cmd.args(["run", "--restart", "on-failure", "--max-restarts", "2", "--restart-backoff", "100ms", "--"]).args([
+        "sh",
+        "-c",
+        &format!("echo run >> {}; exit 3", runs.display()),
+    ]);
     let start = Instant::now();
     let out = run(cmd, T);
     assert_eq!(code(&out, "restart"), 3);
@@ -189,8 +200,11 @@ fn no_restart_after_a_requested_stop() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     let mut cmd = agent_cmd();
-    cmd.args(["run", "--restart", "on-failure", "--restart-backoff", "10ms", "--"])
-        .args(["sh", "-c", &format!("echo run >> {}; exec sleep 300", runs.display())]);
+    cmd.args(["run", "--restart", "on-failure", "--restart-backoff", "10ms", "--"]).args([
+        "sh",
+        "-c",
+        &format!("echo run >> {}; exec sleep 300", runs.display()),
+    ]);
     let mut child = spawn(cmd);
     wait_until(Duration::from_secs(10), "first run", || lines(&runs).len() == 1);
     let agent_pid = child.id() as i32;

@@ -60,8 +60,13 @@ fn whole_log(err: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
 
 /// A number from the agent's "OTLP spans, final counts" line for an upstream.
 fn final_count(log: &str, key: &str) -> u64 {
-    let line = log.lines().find(|l| l.contains("OTLP spans, final counts") && l.contains("upstream=")).unwrap_or_else(|| panic!("no final counts:\n{log}"));
-    line.split(&format!(" {key}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{key} in {line}"))
+    let line =
+        log.lines().find(|l| l.contains("OTLP spans, final counts") && l.contains("upstream=")).unwrap_or_else(|| panic!("no final counts:\n{log}"));
+    line.split(&format!(" {key}="))
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line}"))
 }
 
 #[test]
@@ -91,9 +96,7 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     for _ in 0..10 {
         assert_eq!(http_get(port, "/api/activities/home", Duration::from_secs(5)).unwrap().0, 200);
     }
-    wait_until(T, "10 request spans at the backend", || {
-        sink.spans().iter().filter(|s| s.0 == "GET /api/activities/home").count() >= 10
-    });
+    wait_until(T, "10 request spans at the backend", || sink.spans().iter().filter(|s| s.0 == "GET /api/activities/home").count() >= 10);
     let spans: Vec<_> = sink.spans().into_iter().filter(|s| s.0 == "GET /api/activities/home").collect();
     assert!(spans.iter().all(|s| s.2 == "backend-flask"), "service name kept: {spans:?}");
     let traces: std::collections::HashSet<_> = spans.iter().map(|s| &s.1).collect();
@@ -268,9 +271,7 @@ fn without_an_upstream_the_app_keeps_its_own_settings() {
     for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
         cmd.env_remove(v);
     }
-    cmd.env("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=k")
-        .args(["run", "--", "sh", "-c"])
-        .arg(format!("env > {}/env", dir.path().display()));
+    cmd.env("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=k").args(["run", "--", "sh", "-c"]).arg(format!("env > {}/env", dir.path().display()));
     let out = run(cmd, T);
     assert_eq!(code(&out, "agent"), 0, "{}", stderr(&out));
     let env = read(&dir.path().join("env"));
@@ -332,8 +333,7 @@ fn xray_to_otlp_without_an_upstream_is_a_configuration_error() {
 fn health_turns_unhealthy_when_an_otlp_upstream_keeps_failing() {
     let down = format!("http://127.0.0.1:{}", free_port());
     let socket = socket_name("otlp-exports");
-    let (mut agent, _err, out, _) =
-        agent_with_sender(Some(&down), 20, &["--health-exports-failing", "1s", "--health-socket", &socket], &[]);
+    let (mut agent, _err, out, _) = agent_with_sender(Some(&down), 20, &["--health-exports-failing", "1s", "--health-socket", &socket], &[]);
     sent_ids(out.path());
     let health = || {
         let mut c = agent_cmd();

@@ -72,11 +72,16 @@ fn missing_required_entries_fail_closed_with_one_message() {
     let (out, env_file) = run_child(
         &moto.endpoint(),
         &[
-            "--secret", "PRESENT=/test/special/EQUALS",
-            "--secret", "MISSING_ONE=/test/nope/one",
-            "--secret", "MISSING_TWO=secretsmanager:no-such-secret",
-            "--secret", "BAD_KEY=secretsmanager:flask-api/database:nokey::",
-            "--secret", "OPTIONAL?=/test/nope/optional",
+            "--secret",
+            "PRESENT=/test/special/EQUALS",
+            "--secret",
+            "MISSING_ONE=/test/nope/one",
+            "--secret",
+            "MISSING_TWO=secretsmanager:no-such-secret",
+            "--secret",
+            "BAD_KEY=secretsmanager:flask-api/database:nokey::",
+            "--secret",
+            "OPTIONAL?=/test/nope/optional",
         ],
         dir.path(),
     );
@@ -111,11 +116,16 @@ fn explicit_beats_path_and_path_conflicts_are_named() {
     moto.put("/test/other/P001", "conflict-v");
     moto.put("/test/bad/not-an-env-name", "conflict-v");
     let dir2 = tempfile::tempdir().unwrap();
-    let (out, env_file) = run_child(&moto.endpoint(), &["--ssm-path", "/test/app", "--ssm-path", "/test/other", "--ssm-path", "/test/bad"], dir2.path());
+    let (out, env_file) =
+        run_child(&moto.endpoint(), &["--ssm-path", "/test/app", "--ssm-path", "/test/other", "--ssm-path", "/test/bad"], dir2.path());
     assert_eq!(code(&out, "conflict"), 69, "{}", stderr(&out));
     assert!(!env_file.exists());
     let err = stderr(&out);
-    assert!(err.contains("both /test/app/P001 and /test/other/P001 would set P001") || err.contains("both /test/other/P001 and /test/app/P001 would set P001"), "{err}");
+    assert!(
+        err.contains("both /test/app/P001 and /test/other/P001 would set P001")
+            || err.contains("both /test/other/P001 and /test/app/P001 would set P001"),
+        "{err}"
+    );
     assert!(err.contains("/test/bad/not-an-env-name") && err.contains("\"not-an-env-name\" is not a valid environment variable name"), "{err}");
 }
 
@@ -123,7 +133,11 @@ fn explicit_beats_path_and_path_conflicts_are_named() {
 fn env_file_needs_no_aws_and_inherited_variables_are_overridden_or_kept() {
     let dir = tempfile::tempdir().unwrap();
     let dotenv = dir.path().join(".env");
-    std::fs::write(&dotenv, "# local development\nexport DATABASE_URL=\"postgres://local-dotenv-v/db\"\nQUOTED='single \"q\" dotenv-v'\nAPP_MODE=dotenv-mode\n").unwrap();
+    std::fs::write(
+        &dotenv,
+        "# local development\nexport DATABASE_URL=\"postgres://local-dotenv-v/db\"\nQUOTED='single \"q\" dotenv-v'\nAPP_MODE=dotenv-mode\n",
+    )
+    .unwrap();
     let out_file = dir.path().join("child-env");
     let child = format!("env -0 > {}", out_file.display());
     let mut c = agent_cmd();
@@ -165,13 +179,20 @@ fn agent_env_prints_fingerprints_and_secrets_dir_writes_0400_files() {
         String::from_utf8(p.wait_with_output().unwrap().stdout).unwrap()[..8].to_string()
     };
     let line = text.lines().find(|l| l.starts_with("DB_PASSWORD")).expect(&text);
-    assert!(line.contains("secretsmanager:flask-api/database#password") && line.ends_with(&format!("sha256:{}", sha(&expected["DB_PASSWORD"]))), "{text}");
+    assert!(
+        line.contains("secretsmanager:flask-api/database#password") && line.ends_with(&format!("sha256:{}", sha(&expected["DB_PASSWORD"]))),
+        "{text}"
+    );
     let line = text.lines().find(|l| l.starts_with("V ")).expect(&text);
-    assert!(line.contains("ssm:/test/versioned:prod") && line.contains(" 2 ") && line.ends_with(&format!("sha256:{}", sha("versioned-two"))), "{text}");
+    assert!(
+        line.contains("ssm:/test/versioned:prod") && line.contains(" 2 ") && line.ends_with(&format!("sha256:{}", sha("versioned-two"))),
+        "{text}"
+    );
     assert_no_secret_values(&all_output(&out), expected.values(), "agent env");
 
     let secrets_dir = dir.path().join("run-secrets");
-    let (out, _) = run_child(&moto.endpoint(), &["--secrets-dir", secrets_dir.to_str().unwrap(), "--secret", "MULTILINE=/test/special/MULTILINE"], dir.path());
+    let (out, _) =
+        run_child(&moto.endpoint(), &["--secrets-dir", secrets_dir.to_str().unwrap(), "--secret", "MULTILINE=/test/special/MULTILINE"], dir.path());
     assert_eq!(code(&out, "secrets-dir"), 0, "{}", stderr(&out));
     let f = secrets_dir.join("MULTILINE");
     assert_eq!(read(&f), expected["MULTILINE"]);

@@ -48,12 +48,23 @@ fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
     let fixture = fixture("sigrecord");
     let mut c = agent_cmd();
     aws_env(&mut c, &moto.endpoint());
-    c.args(["run", "--secret", "KEY=/r/KEY", "--secrets-dir", sdir.to_str().unwrap(), "--refresh-interval", "200ms", "--on-change", "signal:HUP", "--"])
-        .arg(&fixture)
-        .arg(&rec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.args([
+        "run",
+        "--secret",
+        "KEY=/r/KEY",
+        "--secrets-dir",
+        sdir.to_str().unwrap(),
+        "--refresh-interval",
+        "200ms",
+        "--on-change",
+        "signal:HUP",
+        "--",
+    ])
+    .arg(&fixture)
+    .arg(&rec)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let mut agent = c.spawn().unwrap();
     wait_for_line(&rec, "ready");
     assert_eq!(read(&sdir.join("KEY")), "key-old-w2");
@@ -68,7 +79,8 @@ fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
 fn a_change_can_end_the_agent() {
     let moto = Moto::start();
     moto.put("/r/X", "x-old-w3");
-    let (mut agent, err) = spawn_agent(&moto.endpoint(), &["--secret", "X=/r/X", "--refresh-interval", "200ms", "--on-change", "exit", "--", "sleep", "300"]);
+    let (mut agent, err) =
+        spawn_agent(&moto.endpoint(), &["--secret", "X=/r/X", "--refresh-interval", "200ms", "--on-change", "exit", "--", "sleep", "300"]);
     wait_until(Duration::from_secs(20), "the child to start", || err.lock().unwrap().contains("started child"));
     moto.put("/r/X", "x-new-w3");
     let status = wait_child(&mut agent, T, "agent after the change");
@@ -82,10 +94,8 @@ fn a_failing_refresh_keeps_the_child_and_is_logged_once() {
     moto.put("/r/Y", "y-value-w4");
     let proxy_port = free_port();
     let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
-    let (mut agent, err) = spawn_agent(
-        &proxy.endpoint(),
-        &["--secret", "Y=/r/Y", "--refresh-interval", "200ms", "--secrets-timeout", "1s", "--", "sleep", "300"],
-    );
+    let (mut agent, err) =
+        spawn_agent(&proxy.endpoint(), &["--secret", "Y=/r/Y", "--refresh-interval", "200ms", "--secrets-timeout", "1s", "--", "sleep", "300"]);
     wait_until(Duration::from_secs(20), "the child to start", || err.lock().unwrap().contains("started child"));
     proxy.stop();
     wait_until(Duration::from_secs(20), "a failed refresh", || err.lock().unwrap().contains("secrets refresh failed"));

@@ -18,7 +18,15 @@ fn check_all_signals_reach_child(pid1: bool) {
     let out = dir.path().join("signals.txt");
     let rec = fixture("sigrecord");
     let args = ["run", "--", rec.to_str().unwrap(), out.to_str().unwrap(), "--exit-on", "TERM"];
-    let mut child = if pid1 { spawn(agent_as_pid1(&args)) } else { spawn({ let mut c = agent_cmd(); c.args(args); c }) };
+    let mut child = if pid1 {
+        spawn(agent_as_pid1(&args))
+    } else {
+        spawn({
+            let mut c = agent_cmd();
+            c.args(args);
+            c
+        })
+    };
     let agent_pid = if pid1 { pid1_host_pid(child.id()) as u32 } else { child.id() };
     wait_for_line(&out, "ready");
 
@@ -59,9 +67,11 @@ fn rewrite_changes_and_drops_signals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("signals.txt");
     let mut cmd = agent_cmd();
-    cmd.args(["run", "--rewrite-signal", "TERM:QUIT", "--rewrite-signal", "WINCH:drop", "--"])
-        .arg(fixture("sigrecord"))
-        .args([out.to_str().unwrap(), "--exit-on", "QUIT"]);
+    cmd.args(["run", "--rewrite-signal", "TERM:QUIT", "--rewrite-signal", "WINCH:drop", "--"]).arg(fixture("sigrecord")).args([
+        out.to_str().unwrap(),
+        "--exit-on",
+        "QUIT",
+    ]);
     let mut child = spawn(cmd);
     wait_for_line(&out, "ready");
     signal(child.id(), libc::SIGWINCH);

@@ -11,9 +11,7 @@ use std::time::Duration;
 use util::*;
 
 fn static_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("TEST_STATIC_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/x86_64-unknown-linux-gnu/release/agent"));
+    let p = std::env::var_os("TEST_STATIC_BIN").map(PathBuf::from).unwrap_or_else(|| repo().join("target/x86_64-unknown-linux-gnu/release/agent"));
     if p.exists() {
         return Some(p);
     }

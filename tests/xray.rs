@@ -25,10 +25,14 @@ fn every_requests_segment_reaches_xray() {
     let xray = format!("127.0.0.1:{xray_port}");
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
-    cmd.env_remove("AGENT_NO_XRAY")
-        .env("XRAY_ENABLED", "1")
-        .env("XRAY_SAMPLING", "false")
-        .args(["run", "--xray-address", &xray, "--xray-flush-interval", "200ms", "--"]);
+    cmd.env_remove("AGENT_NO_XRAY").env("XRAY_ENABLED", "1").env("XRAY_SAMPLING", "false").args([
+        "run",
+        "--xray-address",
+        &xray,
+        "--xray-flush-interval",
+        "200ms",
+        "--",
+    ]);
     example_app(&mut cmd, port);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
@@ -139,7 +143,9 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
     let log = err.lock().unwrap().clone();
     let counts = log.lines().find(|l| l.contains("final counts")).expect(&log).to_string();
-    let num = |k: &str| -> u64 { counts.split(&format!("{k}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0) };
+    let num = |k: &str| -> u64 {
+        counts.split(&format!("{k}=")).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
     assert_eq!(num("received"), 30_020, "{counts}");
     assert!(num("dropped") >= 25_000, "what did not fit in 4 MiB was dropped, oldest first: {counts}");
     assert_eq!(num("sent") + num("dropped") + num("rejected"), 30_020, "every segment is accounted for: {counts}");
@@ -322,16 +328,25 @@ fn a_short_lived_app_still_gets_its_segment_delivered() {
     let xray_port = free_port();
     let xray = format!("127.0.0.1:{xray_port}");
     let trace = "1-6560a0b0-0123456789abcdef01234567";
-    let seg = format!(r#"{{"format":"json","version":1}}
-{{"trace_id":"{trace}","id":"1111222233334444","name":"short","start_time":1700831408.0,"end_time":1700831408.5}}"#);
+    let seg = format!(
+        r#"{{"format":"json","version":1}}
+{{"trace_id":"{trace}","id":"1111222233334444","name":"short","start_time":1700831408.0,"end_time":1700831408.5}}"#
+    );
     // One write, one datagram (bash's printf would split it at the newline).
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("segment");
     std::fs::write(&file, seg).unwrap();
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
-    cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--", "bash", "-c", &format!("cat {} > /dev/udp/127.0.0.1/{xray_port}", file.display())]);
+    cmd.env_remove("AGENT_NO_XRAY").args([
+        "run",
+        "--xray-address",
+        &xray,
+        "--",
+        "bash",
+        "-c",
+        &format!("cat {} > /dev/udp/127.0.0.1/{xray_port}", file.display()),
+    ]);
     let start = std::time::Instant::now();
     let out = run(cmd, T);
     assert_eq!(code(&out, "short-lived app"), 0, "{}", stderr(&out));

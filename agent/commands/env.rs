@@ -8,10 +8,10 @@ use tracing::error;
 
 use crate::cli::EnvArgs;
 use crate::config::FileConfig;
-use crate::exit::Code;
+use crate::exit::{Code, Fatal};
 use crate::secrets;
 
-pub fn run(args: &EnvArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+pub fn run(args: &EnvArgs, file: &FileConfig) -> Result<ExitCode, Fatal> {
     let cfg = secrets::settings::config(&args.secrets, file)?;
     let resolved = match cfg.resolve_blocking() {
         Ok(r) => r,
@@ -20,11 +20,8 @@ pub fn run(args: &EnvArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
             return Ok(Code::Secrets.into());
         }
     };
-    let rows: Vec<[String; 4]> = resolved
-        .vars
-        .iter()
-        .map(|v| [v.name.clone(), v.source.clone(), v.version.clone(), format!("sha256:{}", v.value.fingerprint())])
-        .collect();
+    let rows: Vec<[String; 4]> =
+        resolved.vars.iter().map(|v| [v.name.clone(), v.source.clone(), v.version.clone(), format!("sha256:{}", v.value.fingerprint())]).collect();
     let header = ["NAME".to_string(), "SOURCE".into(), "VERSION".into(), "VALUE".into()];
     let width = |i: usize| rows.iter().chain([&header]).map(|r| r[i].len()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0), width(1), width(2));

@@ -23,7 +23,11 @@ pub fn run(args: &HealthArgs, file: &FileConfig) -> ExitCode {
         Err(e) => (false, format!("unhealthy: agent health is misconfigured: {e}")),
     };
     println!("{line}");
-    if healthy { Code::Healthy.into() } else { Code::Unhealthy.into() }
+    if healthy {
+        Code::Healthy.into()
+    } else {
+        Code::Unhealthy.into()
+    }
 }
 
 fn check(cfg: &ClientConfig) -> (bool, String) {
@@ -39,10 +43,9 @@ fn check(cfg: &ClientConfig) -> (bool, String) {
                     (line.starts_with("healthy:"), line)
                 }
                 Ok(_) => (false, format!("unhealthy: the agent on {} closed without an answer", cfg.socket)),
-                Err(_) => (
-                    false,
-                    format!("unhealthy: the agent on {} did not answer within {}", cfg.socket, humantime::format_duration(cfg.timeout)),
-                ),
+                Err(_) => {
+                    (false, format!("unhealthy: the agent on {} did not answer within {}", cfg.socket, humantime::format_duration(cfg.timeout)))
+                }
             }
         }
         Err(e) => match &cfg.probe {

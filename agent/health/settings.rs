@@ -9,7 +9,7 @@ use healthcheck::{HttpProbe, Probe, StatusSet, TcpProbe};
 
 use super::socket::SocketName;
 use crate::cli::{HealthArgs, HealthRunArgs};
-use crate::config::{layered, parse_duration, ConfigError, FileConfig, Key};
+use crate::config::{layered, parse_duration, parse_positive_duration, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,19 +74,14 @@ fn build_probe(i: ProbeInput) -> Result<Option<Probe>, ConfigError> {
     }
 }
 
-fn positive(d: Duration) -> Result<Duration, String> {
-    if d.is_zero() { Err("must be more than 0".into()) } else { Ok(d) }
-}
-
 pub fn run_config(a: &HealthRunArgs, f: &FileConfig) -> Result<HealthConfig, ConfigError> {
     let probe = build_probe(ProbeInput {
         keys: ["health-url", "health-tcp", "health-status", "health-host", "health-body"].map(Key::run),
         cli: [&a.health_url, &a.health_tcp, &a.health_status, &a.health_host, &a.health_body].map(Option::as_ref),
         file: [&f.health_url, &f.health_tcp, &f.health_status, &f.health_host, &f.health_body].map(Option::as_ref),
     })?;
-    let dur = |k: &'static str, cli: &Option<String>, file: &Option<String>| {
-        layered(Key::run(k), cli.as_ref(), file.as_ref(), |s| parse_duration(s).and_then(positive))
-    };
+    let dur =
+        |k: &'static str, cli: &Option<String>, file: &Option<String>| layered(Key::run(k), cli.as_ref(), file.as_ref(), parse_positive_duration);
     let retries = a.health_retries.or(f.health_retries).unwrap_or(DEFAULT_RETRIES);
     if retries == 0 {
         return Err(Key::run("health-retries").error(a.health_retries.is_some(), "must be at least 1"));
@@ -125,9 +120,7 @@ pub fn client_config(a: &HealthArgs, f: &FileConfig) -> Result<ClientConfig, Con
         file: [&f.health_url, &f.health_tcp, &f.health_status, &f.health_host, &f.health_body].map(Option::as_ref),
     })?;
     let socket = a.socket.as_ref().or(f.health_socket.as_ref()).map_or_else(SocketName::default_name, |s| SocketName::parse(s));
-    let timeout = layered(Key::named("timeout", "health-timeout"), a.timeout.as_ref(), f.health_timeout.as_ref(), |s| {
-        parse_duration(s).and_then(positive)
-    })?
-    .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = layered(Key::named("timeout", "health-timeout"), a.timeout.as_ref(), f.health_timeout.as_ref(), parse_positive_duration)?
+        .unwrap_or(DEFAULT_TIMEOUT);
     Ok(ClientConfig { probe, socket, timeout })
 }

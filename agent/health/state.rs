@@ -48,7 +48,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct State {
     /// With `--health-exports-failing`: trace exports failing longer than this are unhealthy.
-    exports: Mutex<Vec<(String, std::sync::Arc<crate::traces::ExportHealth>, Duration)>>,
+    exports: Mutex<Vec<(String, std::sync::Arc<crate::relay::counters::ExportHealth>, Duration)>>,
     inner: Mutex<Inner>,
     started: Instant,
     start_period: Duration,
@@ -74,7 +74,7 @@ impl State {
     }
 
     /// Makes trace exports failing for longer than `limit` count as unhealthy.
-    pub fn watch_exports(&self, name: &str, exports: std::sync::Arc<crate::traces::ExportHealth>, limit: Duration) {
+    pub fn watch_exports(&self, name: &str, exports: std::sync::Arc<crate::relay::counters::ExportHealth>, limit: Duration) {
         self.exports.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), exports, limit));
     }
 
@@ -136,9 +136,7 @@ impl State {
         let verdict = |healthy: bool, line: String| Verdict { healthy, line };
         let (pid, since) = match g.child {
             Child::NotStarted => return verdict(false, "starting: the app has not been started yet".into()),
-            Child::LoadingSecrets => {
-                return verdict(false, "starting: loading secrets; the app starts once they are all loaded".into())
-            }
+            Child::LoadingSecrets => return verdict(false, "starting: loading secrets; the app starts once they are all loaded".into()),
             Child::Stopping => return verdict(false, "unhealthy: stopping (the agent was asked to stop)".into()),
             Child::Exited { code } => return verdict(false, format!("unhealthy: the app is not running (exited with code {code})")),
             Child::Running { pid, since } => (pid, since),

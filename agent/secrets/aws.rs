@@ -17,10 +17,8 @@ use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 pub async fn load(total: Duration) -> SdkConfig {
     // A quarter of the whole budget per attempt (1–10 s) leaves room for retries after a hang.
     let attempt = (total / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
-    let retry = RetryConfig::standard()
-        .with_max_attempts(20)
-        .with_initial_backoff(Duration::from_millis(200))
-        .with_max_backoff(Duration::from_secs(5));
+    let retry =
+        RetryConfig::standard().with_max_attempts(20).with_initial_backoff(Duration::from_millis(200)).with_max_backoff(Duration::from_secs(5));
     crate::aws::config(retry, attempt).await
 }
 
@@ -29,9 +27,7 @@ pub fn ssm(base: &SdkConfig, region: &str) -> aws_sdk_ssm::Client {
 }
 
 pub fn secrets_manager(base: &SdkConfig, region: &str) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(base).region(Region::new(region.to_string())).build(),
-    )
+    aws_sdk_secretsmanager::Client::from_conf(aws_sdk_secretsmanager::config::Builder::from(base).region(Region::new(region.to_string())).build())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +91,10 @@ impl Reason {
 }
 
 /// Runs `fut` under the step's one deadline.
-pub async fn within<T>(deadline: tokio::time::Instant, total: Duration, fut: impl std::future::Future<Output = Result<T, Reason>>) -> Result<T, Reason> {
+pub async fn within<T>(
+    deadline: tokio::time::Instant,
+    total: Duration,
+    fut: impl std::future::Future<Output = Result<T, Reason>>,
+) -> Result<T, Reason> {
     tokio::time::timeout_at(deadline, fut).await.unwrap_or_else(|_| Err(Reason::timeout(total)))
 }

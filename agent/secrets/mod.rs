@@ -81,12 +81,13 @@ fn describe(failures: &[Failure]) -> String {
 
 fn hint(kind: Kind, reference: &str, region: &str, action: &str, resource: &str) -> String {
     match kind {
-        Kind::Denied => format!(
-            "the task role (not the execution role: the agent fetches at run time) needs {action} on {resource}"
-        ),
+        Kind::Denied => format!("the task role (not the execution role: the agent fetches at run time) needs {action} on {resource}"),
         Kind::Kms => "the task role needs kms:Decrypt on the KMS key that encrypts it".to_string(),
         Kind::NotFound => format!("check the exact name {reference} and that it exists in region {region}"),
-        Kind::Timeout => "check the endpoint and network (VPC endpoint or NAT), or raise --secrets-timeout; add --start-jitter when many tasks start at once".into(),
+        Kind::Timeout => {
+            "check the endpoint and network (VPC endpoint or NAT), or raise --secrets-timeout; add --start-jitter when many tasks start at once"
+                .into()
+        }
         Kind::Other => String::new(),
     }
 }

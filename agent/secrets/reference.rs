@@ -57,9 +57,7 @@ impl FromStr for Reference {
             let region = non_empty(Some(region));
             return match service {
                 "ssm" => {
-                    let name = resource
-                        .strip_prefix("parameter")
-                        .ok_or_else(|| err("an SSM ARN names a parameter: …:parameter/NAME"))?;
+                    let name = resource.strip_prefix("parameter").ok_or_else(|| err("an SSM ARN names a parameter: …:parameter/NAME"))?;
                     // `parameter/a/b` is `/a/b`; `parameter/name` is `name`.
                     let name = match name.strip_prefix('/') {
                         Some(n) if n.contains('/') => format!("/{n}"),

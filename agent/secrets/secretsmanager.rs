@@ -42,9 +42,7 @@ pub async fn get_secret(client: &Client, key: &SecretKey) -> Result<Fetched, Rea
 pub fn json_key(secret: &SecretValue, key: &str) -> Result<SecretValue, Reason> {
     let json: serde_json::Value = serde_json::from_str(secret.expose())
         .map_err(|_| Reason::new(Kind::NotFound, format!("the secret is not JSON, so it has no key {key:?}")))?;
-    let obj = json
-        .as_object()
-        .ok_or_else(|| Reason::new(Kind::NotFound, format!("the secret is not a JSON object, so it has no key {key:?}")))?;
+    let obj = json.as_object().ok_or_else(|| Reason::new(Kind::NotFound, format!("the secret is not a JSON object, so it has no key {key:?}")))?;
     match obj.get(key) {
         Some(serde_json::Value::String(s)) => Ok(SecretValue::new(s.clone())),
         Some(other) => Ok(SecretValue::new(other.to_string())),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::sources::{self, SourceError, Sources};
 use crate::cli::SecretsArgs;
-use crate::config::{layered, parse_duration, ConfigError, FileConfig, Key};
+use crate::config::{layered, parse_duration, parse_positive_duration, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,13 +41,11 @@ pub fn config(a: &SecretsArgs, f: &FileConfig) -> Result<SecretsConfig, Settings
     if let Some(file) = a.env_file.as_ref().or(f.env_file.as_ref()) {
         sources.env_files.push(file.clone());
     }
-    let positive = |s: &str| parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) });
     Ok(SecretsConfig {
         sources,
-        timeout: layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), positive)?
+        timeout: layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), parse_positive_duration)?
             .unwrap_or(DEFAULT_TIMEOUT),
-        start_jitter: layered(Key::run("start-jitter"), a.start_jitter.as_ref(), f.start_jitter.as_ref(), parse_duration)?
-            .unwrap_or(Duration::ZERO),
+        start_jitter: layered(Key::run("start-jitter"), a.start_jitter.as_ref(), f.start_jitter.as_ref(), parse_duration)?.unwrap_or(Duration::ZERO),
     })
 }
 

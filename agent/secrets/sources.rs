@@ -92,9 +92,7 @@ pub fn parse_secret_flag(raw: &str) -> Result<Vec<Entry>, SourceError> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(|item| {
-            let (name, value_from) = item
-                .split_once('=')
-                .ok_or_else(|| SourceError::Shape { origin: "--secret".into(), entry: item.to_string() })?;
+            let (name, value_from) = item.split_once('=').ok_or_else(|| SourceError::Shape { origin: "--secret".into(), entry: item.to_string() })?;
             let (name, optional) = name_and_optional(name);
             entry("--secret", &name, value_from, optional)
         })
@@ -121,9 +119,8 @@ pub fn load_secrets_file(path: &Path) -> Result<Vec<Entry>, SourceError> {
         serde_json::Value::Object(mut o) if o.contains_key("secrets") => o.remove("secrets").expect("checked"),
         other => other,
     };
-    let items: Vec<FileEntry> = serde_json::from_value(array).map_err(|e| {
-        file_err(format!("expected the ECS secrets array [{{\"name\": ..., \"valueFrom\": ...}}]: {e}"))
-    })?;
+    let items: Vec<FileEntry> = serde_json::from_value(array)
+        .map_err(|e| file_err(format!("expected the ECS secrets array [{{\"name\": ..., \"valueFrom\": ...}}]: {e}")))?;
     let origin = path.display().to_string();
     items
         .into_iter()

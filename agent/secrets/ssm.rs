@@ -51,9 +51,7 @@ pub async fn get_parameters(client: &Client, names: &[String], region: &str) -> 
                 }
             }
             for n in names {
-                let r = by_base.get(base_name(n)).cloned().ok_or_else(|| {
-                    Reason::new(Kind::NotFound, format!("parameter {n} not found in {region}"))
-                });
+                let r = by_base.get(base_name(n)).cloned().ok_or_else(|| Reason::new(Kind::NotFound, format!("parameter {n} not found in {region}")));
                 out.insert(n.clone(), r);
             }
         }

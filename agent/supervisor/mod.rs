@@ -150,8 +150,7 @@ impl<'a> Supervisor<'a> {
                 }
             }
             let code = code_of_status(end.status);
-            let wants_restart =
-                self.cfg.restart == RestartPolicy::OnFailure && code != 0 && self.stop_deadline.is_none();
+            let wants_restart = self.cfg.restart == RestartPolicy::OnFailure && code != 0 && self.stop_deadline.is_none();
             if wants_restart && restarts < self.cfg.max_restarts {
                 restarts += 1;
                 warn!(
@@ -372,8 +371,7 @@ impl<'a> Supervisor<'a> {
         let timeout_ms = until.map_or(-1, |t| {
             let left = t.saturating_duration_since(Instant::now());
             // Round up so a deadline is never missed by a sub-millisecond early wake.
-            left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)).min(i32::MAX as u128)
-                as i32
+            left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)).min(i32::MAX as u128) as i32
         });
         let mut fds = [
             libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },

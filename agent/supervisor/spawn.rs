@@ -83,8 +83,7 @@ impl SpawnError {
                 program: name,
                 reason: "permission denied (is it executable, chmod +x, and not on a noexec mount?)".into(),
             },
-            Some(libc::ENOEXEC) | Some(libc::ETXTBSY) | Some(libc::ELOOP) | Some(libc::E2BIG)
-            | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) => {
+            Some(libc::ENOEXEC) | Some(libc::ETXTBSY) | Some(libc::ELOOP) | Some(libc::E2BIG) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) => {
                 SpawnError::CannotExecute { program: name, reason: err.to_string() }
             }
             _ => SpawnError::Os { program: name, source: err },

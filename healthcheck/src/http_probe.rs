@@ -30,22 +30,13 @@ impl HttpProbe {
         let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => {
-                return Err(invalid("https is not supported: probe the app's plain HTTP port inside the container"))
-            }
+            Some("https") => return Err(invalid("https is not supported: probe the app's plain HTTP port inside the container")),
             _ => return Err(invalid("write it as http://HOST:PORT/PATH, like http://127.0.0.1:4567/api/health-check")),
         }
         let auth = uri.authority().ok_or_else(|| invalid("the host is missing"))?;
         let authority = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(80));
         let path = uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string());
-        Ok(HttpProbe {
-            url: url.to_string(),
-            authority,
-            path,
-            host_header: auth.as_str().to_string(),
-            statuses: StatusSet::default(),
-            body: None,
-        })
+        Ok(HttpProbe { url: url.to_string(), authority, path, host_header: auth.as_str().to_string(), statuses: StatusSet::default(), body: None })
     }
 
     /// The statuses that count as healthy (default 200-399).
@@ -75,7 +66,11 @@ impl HttpProbe {
         let deadline = start + timeout;
         let left = || {
             let l = deadline.saturating_duration_since(Instant::now());
-            if l.is_zero() { Err(ProbeError::Timeout(timeout)) } else { Ok(l) }
+            if l.is_zero() {
+                Err(ProbeError::Timeout(timeout))
+            } else {
+                Ok(l)
+            }
         };
         let io = |e: std::io::Error| ProbeError::from_io(e, timeout);
 

@@ -40,8 +40,7 @@ pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ProbeError> {
         return Ok(vec![a]);
     }
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
-    let addrs: Vec<SocketAddr> =
-        addr.to_socket_addrs().map_err(|e| ProbeError::Resolve { host: host.clone(), reason: e.to_string() })?.collect();
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| ProbeError::Resolve { host: host.clone(), reason: e.to_string() })?.collect();
     if addrs.is_empty() {
         return Err(ProbeError::Resolve { host, reason: "no addresses".into() });
     }

@@ -103,11 +103,7 @@ pub fn lines(path: &Path) -> Vec<String> {
 /// Whether `unshare --pid --fork --mount-proc` works here (it needs root). Tests that need the
 /// agent to be PID 1 print why they skip when it does not.
 pub fn can_unshare() -> bool {
-    let ok = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !ok {
         eprintln!("SKIP: `unshare --pid --fork --mount-proc` is not available (needs root); PID 1 behaviour not tested here");
     }
@@ -160,9 +156,7 @@ pub fn pid1_host_pid(unshare_pid: u32) -> i32 {
 
 /// Waits until the file at `path` has a line equal to `line`.
 pub fn wait_for_line(path: &Path, line: &str) {
-    wait_until(Duration::from_secs(10), &format!("{line:?} in {}", path.display()), || {
-        lines(path).iter().any(|l| l == line)
-    });
+    wait_until(Duration::from_secs(10), &format!("{line:?} in {}", path.display()), || lines(path).iter().any(|l| l == line));
 }
 
 /// The direct children of `pid`, from /proc.
@@ -173,11 +167,7 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 /// The project's Python venv (made by `scripts/setup-venv`), or `TEST_VENV`.
 pub fn venv() -> PathBuf {
     let v = std::env::var_os("TEST_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
-    assert!(
-        v.join("bin/python").exists(),
-        "no Python venv at {}: run scripts/setup-venv (scripts/test does it for you)",
-        v.display()
-    );
+    assert!(v.join("bin/python").exists(), "no Python venv at {}: run scripts/setup-venv (scripts/test does it for you)", v.display());
     v
 }
 
@@ -281,9 +271,7 @@ impl Moto {
             .spawn()
             .expect("start moto_server");
         let m = Moto { port, child };
-        wait_until(Duration::from_secs(30), "moto_server to listen", || {
-            http_get(port, "/moto-api/", Duration::from_millis(500)).is_some()
-        });
+        wait_until(Duration::from_secs(30), "moto_server to listen", || http_get(port, "/moto-api/", Duration::from_millis(500)).is_some());
         m
     }
 
@@ -312,10 +300,13 @@ impl Moto {
     /// Creates or overwrites one SSM parameter (SecureString), with boto3.
     pub fn put(&self, name: &str, value: &str) {
         let mut c = Command::new(venv().join("bin/python"));
-        c.args(["-c", "import boto3, sys; boto3.client('ssm', endpoint_url=sys.argv[1], region_name='us-east-1', \
+        c.args([
+            "-c",
+            "import boto3, sys; boto3.client('ssm', endpoint_url=sys.argv[1], region_name='us-east-1', \
                        aws_access_key_id='t', aws_secret_access_key='t').put_parameter(Name=sys.argv[2], Value=sys.argv[3], \
-                       Type='SecureString', Overwrite=True)"])
-            .args([self.endpoint().as_str(), name, value]);
+                       Type='SecureString', Overwrite=True)",
+        ])
+        .args([self.endpoint().as_str(), name, value]);
         let out = run(c, Duration::from_secs(60));
         assert!(out.status.success(), "put_parameter {name}: {}", stderr(&out));
     }
@@ -384,11 +375,7 @@ impl Drop for FaultProxy {
 /// Reads a file written by `env -0`.
 pub fn read_env0(path: &Path) -> std::collections::HashMap<String, String> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    String::from_utf8(bytes)
-        .unwrap()
-        .split('\0')
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect()
+    String::from_utf8(bytes).unwrap().split('\0').filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
 }
 
 /// Fails if any secret value (longer than 5 characters, so not "5432") appears in `text`.

@@ -9,8 +9,8 @@
 //!
 //! Unlike the daemon, which drops a batch on any API error, a batch that failed for a reason
 //! that may pass (throttling, 5xx, timeouts, no connection) goes back to the front of the
-//! buffer and is tried again after a jittered, growing pause; segments the API refuses for good
-//! are counted as rejected and each kind of error is logged once, with its count at shutdown.
+//! queue and the batcher tries it again after a pause; segments the API refuses for good are
+//! counted as rejected and each kind of error is logged once, with its count at shutdown.
 
 use std::time::Duration;
 
@@ -19,25 +19,15 @@ use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 
-use super::problems::Problems;
-use crate::aws_http::{self, HttpClient, Signer};
+use crate::aws::http::{self as aws_http, HttpClient, SignError, Signer};
+use crate::aws::Shared;
+use crate::relay::batcher::{Sent, Sink};
 
-/// What one PutTraceSegments call came to.
-pub enum Sent {
-    /// All accepted, except these segments, which may be tried again, and `refused` for good.
-    Done { retry: Vec<String>, refused: u64 },
-    /// The call failed in a way that may pass: try the whole batch again later.
-    RetryAll(String),
-    /// The call failed for good: the batch is lost.
-    Failed(String),
-}
-
-pub struct Exporter {
+/// The PutTraceSegments sink.
+pub struct PutTraceSegments {
     client: Result<HttpClient, String>,
     signer: Signer,
-    aws: SharedConfig,
-    /// Each kind of problem is logged the first time only, and counted.
-    pub problems: Problems,
+    aws: Shared,
 }
 
 #[derive(Deserialize)]
@@ -72,37 +62,34 @@ struct ApiError {
 /// How long one PutTraceSegments call may take, connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The AWS configuration for X-Ray calls (PutTraceSegments and the sampling proxy): two
-/// attempts of at most 5 s each (the exporter adds its own retries on top). Loaded once, on first
-/// use, and shared.
-pub type SharedConfig = std::sync::Arc<tokio::sync::OnceCell<aws_config::SdkConfig>>;
-
-pub async fn sdk_config(shared: &SharedConfig) -> &aws_config::SdkConfig {
-    shared
-        .get_or_init(|| crate::aws::config(aws_config::retry::RetryConfig::standard().with_max_attempts(2), Duration::from_secs(5)))
-        .await
+fn retry_or_fail(e: SignError, batch: Vec<String>) -> Sent<String> {
+    if e.retry {
+        Sent::Retry { batch, reason: e.message, after: None }
+    } else {
+        Sent::Failed { reason: e.message }
+    }
 }
 
-impl Exporter {
-    pub fn new(shared: &SharedConfig) -> Self {
+impl PutTraceSegments {
+    pub fn new(aws: Shared) -> Self {
         // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
         let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
-        Exporter { client: aws_http::client(plain), signer: Signer::new("xray"), aws: shared.clone(), problems: Problems::default() }
+        PutTraceSegments { client: aws_http::client(plain), signer: Signer::new("xray"), aws }
     }
 
-    pub async fn send(&mut self, batch: &[String]) -> Sent {
+    async fn put(&mut self, batch: Vec<String>) -> Sent<String> {
         let client = match &self.client {
             Ok(c) => c.clone(),
-            Err(e) => return Sent::Failed(format!("PutTraceSegments: {e}")),
+            Err(e) => return Sent::Failed { reason: format!("PutTraceSegments: {e}") },
         };
-        let sdk = sdk_config(&self.aws).await;
+        let sdk = self.aws.get().await;
         let url = match self.signer.url(sdk, "/TraceSegments") {
             Ok(u) => u,
-            Err(e) => return if e.retry { Sent::RetryAll(e.message) } else { Sent::Failed(e.message) },
+            Err(e) => return retry_or_fail(e, batch),
         };
         let mut body = Vec::with_capacity(batch.iter().map(|d| d.len() + 8).sum::<usize>() + 32);
         body.extend_from_slice(b"{\"TraceSegmentDocuments\":");
-        serde_json::to_writer(&mut body, batch).expect("strings serialize");
+        serde_json::to_writer(&mut body, &batch).expect("strings serialize");
         body.push(b'}');
         let body = Bytes::from(body);
         let mut req = Request::builder()
@@ -113,18 +100,21 @@ impl Exporter {
             .body(Full::new(body.clone()))
             .expect("a valid request");
         if let Err(e) = self.signer.sign(sdk, &mut req, &body).await {
-            return if e.retry { Sent::RetryAll(e.message) } else { Sent::Failed(e.message) };
+            return retry_or_fail(e, batch);
         }
         let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let resp = client.request(req).await.map_err(|e| format!("PutTraceSegments: {}", crate::otlp::error_chain(&e)))?;
+            let resp = client.request(req).await.map_err(|e| format!("PutTraceSegments: {}", aws_http::error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             Ok::<_, String>((parts, body))
         })
         .await;
         let (parts, body) = match answer {
-            Err(_) => return Sent::RetryAll(format!("PutTraceSegments: no answer within {}", humantime::format_duration(CALL_TIMEOUT))),
-            Ok(Err(reason)) => return Sent::RetryAll(reason),
+            Err(_) => {
+                let reason = format!("PutTraceSegments: no answer within {}", humantime::format_duration(CALL_TIMEOUT));
+                return Sent::Retry { batch, reason, after: None };
+            }
+            Ok(Err(reason)) => return Sent::Retry { batch, reason, after: None },
             Ok(Ok(a)) => a,
         };
         if !parts.status.is_success() {
@@ -140,28 +130,38 @@ impl Exporter {
                 .unwrap_or_default();
             let text = format!("PutTraceSegments: {} {kind}: {}", parts.status, err.message.unwrap_or_default());
             let transient = kind.contains("Throttl") || parts.status.as_u16() == 429 || parts.status.is_server_error();
-            return if transient { Sent::RetryAll(text) } else { Sent::Failed(text) };
+            return if transient {
+                Sent::Retry { batch, reason: text, after: None }
+            } else {
+                Sent::Failed { reason: format!("{text} (the task role needs xray:PutTraceSegments)") }
+            };
         }
         let answer: Answer = serde_json::from_slice(&body).unwrap_or_default();
         let mut retry = Vec::new();
         let mut refused = 0;
+        let mut reason = String::new();
         for u in answer.unprocessed_trace_segments {
             let code = u.error_code.unwrap_or_else(|| "unknown".into());
             let transient = code.contains("Throttl") || code.starts_with('5');
-            let doc = u.id.as_deref().and_then(|id| {
-                batch.iter().find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id))
-            });
+            let doc =
+                u.id.as_deref()
+                    .and_then(|id| batch.iter().find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id)));
             match (transient, doc) {
                 (true, Some(d)) => retry.push(d.clone()),
                 _ => {
                     refused += 1;
-                    let msg = u.message.unwrap_or_default();
-                    self.problems.once(&format!("unprocessed:{code}"), || {
-                        format!("X-Ray refused a segment: {code}: {msg} (further ones are counted as rejected)")
-                    });
+                    reason = format!("{code}: {}", u.message.unwrap_or_default());
                 }
             }
         }
-        Sent::Done { retry, refused }
+        Sent::Done { rejected: refused, retry, reason }
+    }
+}
+
+impl Sink for PutTraceSegments {
+    type Item = String;
+
+    fn send(&mut self, batch: Vec<String>) -> impl std::future::Future<Output = Sent<String>> + Send {
+        self.put(batch)
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::cli::RunArgs;
-use crate::config::{layered, parse_duration, parse_size, ConfigError, FileConfig, Key};
+use crate::config::{layered, parse_address, parse_positive_duration, parse_size, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4318";
 
@@ -60,10 +60,8 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
     if args.no_otlp || file.no_otlp.unwrap_or(false) {
         return Ok(None);
     }
-    let address = layered(Key::run("otlp-address"), args.otlp_address.as_ref(), file.otlp_address.as_ref(), |s| {
-        s.trim().parse::<SocketAddr>().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, like 127.0.0.1:4318"))
-    })?
-    .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default"));
+    let address = layered(Key::run("otlp-address"), args.otlp_address.as_ref(), file.otlp_address.as_ref(), parse_address)?
+        .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default"));
     let endpoint = layered(Key::run("otlp-endpoint"), args.otlp_endpoint.as_ref(), file.otlp_endpoint.as_ref(), |s| {
         traces_url(s).map(|_| s.trim().to_string())
     })?;
@@ -73,15 +71,19 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
         // Checked now for shape; `${NAME}` is filled in once the secrets are loaded.
         split_header(h).map_err(|e| header_key.error(!args.otlp_headers.is_empty(), e))?;
     }
-    let positive = |s: &str| parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than 0".to_string()) } else { Ok(d) });
     Ok(Some(Settings {
         address,
         endpoint,
         headers,
         xray: args.otlp_xray || file.otlp_xray.unwrap_or(false),
         buffer: layered(Key::run("otlp-buffer"), args.otlp_buffer.as_ref(), file.otlp_buffer.as_ref(), parse_size)?.unwrap_or(4 << 20),
-        flush_interval: layered(Key::run("otlp-flush-interval"), args.otlp_flush_interval.as_ref(), file.otlp_flush_interval.as_ref(), positive)?
-            .unwrap_or(Duration::from_secs(1)),
+        flush_interval: layered(
+            Key::run("otlp-flush-interval"),
+            args.otlp_flush_interval.as_ref(),
+            file.otlp_flush_interval.as_ref(),
+            parse_positive_duration,
+        )?
+        .unwrap_or(Duration::from_secs(1)),
     }))
 }
 
@@ -156,7 +158,10 @@ fn interpolate(value: &str, env: &HashMap<String, String>, header: &HeaderName) 
         let end = rest[start..].find('}').ok_or_else(|| invalid("--otlp-header", format!("{header}: an unclosed ${{ in its value")))?;
         let name = &rest[start + 2..start + end];
         let v = env.get(name).ok_or_else(|| {
-            invalid("--otlp-header", format!("{header}: ${{{name}}} is not set in the environment or the secrets; load it with --secret {name}=... or set it"))
+            invalid(
+                "--otlp-header",
+                format!("{header}: ${{{name}}} is not set in the environment or the secrets; load it with --secret {name}=... or set it"),
+            )
         })?;
         out.push_str(v);
         rest = &rest[start + end + 1..];
@@ -194,7 +199,7 @@ impl Settings {
         let url = url.filter(|u| {
             let own = self.is_self(u);
             if own {
-                tracing::warn!(endpoint = %super::upstream::display(u), "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
+                tracing::warn!(endpoint = %super::sink::display(u), "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
             }
             !own
         });
@@ -218,7 +223,13 @@ impl Settings {
         }
         if self.xray {
             // The real URL needs the region, known when the AWS configuration loads.
-            out.push(UpstreamConfig { kind: Kind::Xray, url: Uri::from_static("https://xray.amazonaws.com/v1/traces"), headers: Vec::new(), gzip, timeout });
+            out.push(UpstreamConfig {
+                kind: Kind::Xray,
+                url: Uri::from_static("https://xray.amazonaws.com/v1/traces"),
+                headers: Vec::new(),
+                gzip,
+                timeout,
+            });
         }
         Ok(out)
     }
@@ -273,7 +284,10 @@ mod tests {
         let up = s.upstreams(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io/")])).unwrap();
         assert_eq!(up[0].url, "https://api.honeycomb.io/v1/traces");
         let up = s
-            .upstreams(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://a.example"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://b.example/custom")]))
+            .upstreams(&env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://a.example"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://b.example/custom"),
+            ]))
             .unwrap();
         assert_eq!(up[0].url, "https://b.example/custom", "the signal-specific URL is used as it is");
         assert!(s.upstreams(&env(&[])).unwrap().is_empty(), "nothing configured: no upstream");
@@ -315,7 +329,11 @@ mod tests {
 
     #[test]
     fn compression_and_timeout_come_from_the_spec_variables() {
-        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"), ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500")]);
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+        ]);
         let up = settings().upstreams(&e).unwrap();
         assert!(!up[0].gzip);
         assert_eq!(up[0].timeout, Duration::from_millis(2500));

@@ -13,6 +13,8 @@
 //!   status ERROR, `error` (4xx) and `throttle` → attributes; `cause.exceptions` → `exception`
 //!   events; `annotations` → attributes of the same name; `metadata` → `metadata.NS.KEY`
 //!   attributes holding the JSON; `aws`, `origin`, `namespace`, `sql` fields → `aws.*`/`xray.*`.
+//!
+//! This module depends on the OTLP half (its `Ingest`); the OTLP half never on this one.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -87,7 +89,11 @@ pub fn convert(doc: &str) -> Result<(String, Vec<Span>), Skip> {
     }
     let trace = obj.get("trace_id").and_then(Value::as_str).and_then(trace_id).ok_or(Skip::BadIds)?;
     let independent = obj.get("type").and_then(Value::as_str) == Some("subsegment");
-    let service = if independent { "unknown_service:xray".to_string() } else { obj.get("name").and_then(Value::as_str).unwrap_or("unknown_service").to_string() };
+    let service = if independent {
+        "unknown_service:xray".to_string()
+    } else {
+        obj.get("name").and_then(Value::as_str).unwrap_or("unknown_service").to_string()
+    };
     let mut spans = Vec::new();
     let parent = obj.get("parent_id").and_then(Value::as_str).and_then(|p| hex_bytes(p, 8)).unwrap_or_default();
     walk(obj, &trace, parent, !independent, &mut spans).ok_or(Skip::BadIds)?;
@@ -123,7 +129,9 @@ fn walk(obj: &Map<String, Value>, trace: &[u8], parent: Vec<u8>, segment: bool, 
     }
     if let Some(http) = obj.get("http").and_then(Value::as_object) {
         if let Some(req) = http.get("request").and_then(Value::as_object) {
-            for (from, to) in [("method", "http.request.method"), ("url", "url.full"), ("user_agent", "user_agent.original"), ("client_ip", "client.address")] {
+            for (from, to) in
+                [("method", "http.request.method"), ("url", "url.full"), ("user_agent", "user_agent.original"), ("client_ip", "client.address")]
+            {
                 if let Some(s) = req.get(from).and_then(Value::as_str) {
                     a.push(string(to, s));
                 }
@@ -206,7 +214,11 @@ pub fn request(docs: &[String]) -> (ExportTraceServiceRequest, Vec<Skip>) {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "agent.xray-to-otlp".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "agent.xray-to-otlp".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
@@ -214,6 +226,26 @@ pub fn request(docs: &[String]) -> (ExportTraceServiceRequest, Vec<Skip>) {
         })
         .collect();
     (ExportTraceServiceRequest { resource_spans }, skipped)
+}
+
+/// The converter stage of `--xray-to-otlp`: a sink for the X-Ray queue that turns each batch of
+/// segments into one OTLP request and hands it to the OTLP queues (dropping their oldest if
+/// they are full: UDP cannot push back). It never fails, so it drains at once at shutdown,
+/// before the OTLP sinks flush.
+pub struct ToOtlp(pub std::sync::Arc<crate::relay::otlp::Ingest>);
+
+impl crate::relay::batcher::Sink for ToOtlp {
+    type Item = String;
+
+    async fn send(&mut self, batch: Vec<String>) -> crate::relay::batcher::Sent<String> {
+        let (request, skipped) = request(&batch);
+        self.0.accept(request, None, false);
+        crate::relay::batcher::Sent::Done {
+            rejected: skipped.len() as u64,
+            retry: Vec::new(),
+            reason: skipped.first().map(|s| format!("{}: cannot become OTLP spans", s.as_str())).unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,7 +282,10 @@ mod tests {
         assert!(root.parent_span_id.is_empty());
         assert_eq!(remote.parent_span_id, root.span_id);
         assert_eq!(local.parent_span_id, remote.span_id);
-        assert_eq!((root.kind, remote.kind, local.kind), (span::SpanKind::Server as i32, span::SpanKind::Client as i32, span::SpanKind::Internal as i32));
+        assert_eq!(
+            (root.kind, remote.kind, local.kind),
+            (span::SpanKind::Server as i32, span::SpanKind::Client as i32, span::SpanKind::Internal as i32)
+        );
         assert_eq!(root.start_time_unix_nano / 1_000_000, 1478293361271);
         assert_eq!(root.end_time_unix_nano / 1_000_000, 1478293361449);
         assert_eq!(attr(root, "http.request.method"), Some(&any_value::Value::StringValue("GET".into())));
@@ -266,7 +301,10 @@ mod tests {
 
     #[test]
     fn in_progress_bad_ids_and_junk_are_skipped_with_a_reason() {
-        assert_eq!(convert(r#"{"id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","name":"x","in_progress":true}"#).unwrap_err(), Skip::InProgress);
+        assert_eq!(
+            convert(r#"{"id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","name":"x","in_progress":true}"#).unwrap_err(),
+            Skip::InProgress
+        );
         assert_eq!(convert(r#"{"id":"70de5b6f19ff9a0a","trace_id":"2-581cf771-a006649127e371903a2de979","name":"x"}"#).unwrap_err(), Skip::BadIds);
         assert_eq!(convert(r#"{"id":"short","trace_id":"1-581cf771-a006649127e371903a2de979","name":"x"}"#).unwrap_err(), Skip::BadIds);
         assert_eq!(convert("[1,2]").unwrap_err(), Skip::NotJson);

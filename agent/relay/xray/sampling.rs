@@ -10,23 +10,27 @@ use std::net::SocketAddr;
 use aws_sdk_xray::config::ProvideCredentials;
 use aws_sdk_xray::primitives::DateTime;
 use aws_sdk_xray::types::SamplingStatisticsDocument;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use super::export::{sdk_config, SharedConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::serve::Reply;
+use crate::aws::Shared;
+use crate::relay::serve::{self, Reply};
+
+/// The largest request body taken: sampling requests are a few KB (a statistics document per
+/// rule); anything larger is refused with 413 before it is read.
+pub const MAX_BODY: usize = 256 << 10;
 
 /// Serves until `cancel`. The listener is bound by the caller, so a taken port is its error.
-pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, upstream: SharedConfig) {
-    crate::serve::serve(listener, cancel, move |req| handle(req, upstream.clone())).await
+pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, upstream: Shared) {
+    serve::serve("X-Ray sampling", listener, cancel, move |req| handle(req, upstream.clone())).await
 }
 
 pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    crate::serve::bind(address)
+    serve::bind(address)
 }
 
 fn reply(status: StatusCode, body: Value) -> Result<Reply, Infallible> {
@@ -36,7 +40,7 @@ fn reply(status: StatusCode, body: Value) -> Result<Reply, Infallible> {
     Ok(r)
 }
 
-async fn handle(req: Request<Incoming>, upstream: SharedConfig) -> Result<Reply, Infallible> {
+async fn handle(req: Request<Incoming>, upstream: Shared) -> Result<Reply, Infallible> {
     let op = match (req.method(), req.uri().path()) {
         (&Method::POST, "/GetSamplingRules") => Op::Rules,
         (&Method::POST, "/SamplingTargets") => Op::Targets,
@@ -45,17 +49,26 @@ async fn handle(req: Request<Incoming>, upstream: SharedConfig) -> Result<Reply,
             return reply(StatusCode::NOT_FOUND, json!({"message": "the agent proxies only POST /GetSamplingRules and POST /SamplingTargets"}));
         }
     };
-    let body = match req.into_body().collect().await {
+    let too_large = || {
+        reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"message": format!("the body is over {} KiB; sampling requests are a few KB", MAX_BODY >> 10)}))
+    };
+    if serve::declared_length(&req).is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"message": "cannot read the request body"})),
     };
-    let input: Value = if body.is_empty() { json!({}) } else {
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"message": format!("the body is not JSON: {e}")})),
         }
     };
-    let cfg = sdk_config(&upstream).await;
+    let cfg = upstream.get().await;
     // Never forward unsigned: no credentials, no call.
     let creds = match cfg.credentials_provider() {
         Some(p) => p.provide_credentials().await.map_err(|e| e.to_string()),
@@ -159,4 +172,3 @@ async fn targets(client: &aws_sdk_xray::Client, input: &Value) -> Result<Value, 
         "UnprocessedStatistics": unprocessed,
     }))
 }
-

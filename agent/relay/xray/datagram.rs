@@ -82,7 +82,11 @@ mod tests {
     fn the_daemons_header_rules() {
         let seg = r#"{"trace_id":"1-5f84c7a1-1234567890abcdef01234567","id":"0123456789abcdef","name":"x","start_time":1,"end_time":2}"#;
         assert_eq!(parse(format!("{{\"format\": \"json\", \"version\": 1}}\n{seg}").as_bytes()), Ok(seg));
-        assert_eq!(parse(format!("{{ \"format\" :\"JSON\",\n\"version\":1 }}\n{seg}").as_bytes()), Err(Reject::HeaderNotJson), "the header ends at the first newline");
+        assert_eq!(
+            parse(format!("{{ \"format\" :\"JSON\",\n\"version\":1 }}\n{seg}").as_bytes()),
+            Err(Reject::HeaderNotJson),
+            "the header ends at the first newline"
+        );
         assert_eq!(parse(format!("{{ \"version\" : 1 , \"format\" :\"JSON\" }}\n{seg}").as_bytes()), Ok(seg), "any case, any spacing, any order");
         assert_eq!(parse(format!("{{\"format\":\"json\",\"version\":2}}\n{seg}").as_bytes()), Err(Reject::BadVersion));
         assert_eq!(parse(format!("{{\"format\":\"xml\",\"version\":1}}\n{seg}").as_bytes()), Err(Reject::BadFormat));

@@ -82,9 +82,7 @@ impl Signer {
                 .trim_end_matches('/')
                 .to_string();
         }
-        format!("{}{path}", self.base)
-            .parse()
-            .map_err(|_| fail(format!("{}: {:?} is not a URL (AWS_ENDPOINT_URL)", self.service, self.base)))
+        format!("{}{path}", self.base).parse().map_err(|_| fail(format!("{}: {:?} is not a URL (AWS_ENDPOINT_URL)", self.service, self.base)))
     }
 
     pub fn region(&self) -> &str {
@@ -140,4 +138,16 @@ impl Signer {
         instructions.apply_to_request_http1x(req);
         Ok(())
     }
+}
+
+/// An error and its sources on one line, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
 }

@@ -1,8 +1,9 @@
 //! The OTLP/HTTP receiver: `POST /v1/traces` with a protobuf or JSON body, gzip or not, as the
 //! OpenTelemetry SDKs' HTTP exporters send it. Answers as the spec says: 200 with an empty
 //! response (or a partial success naming the spans the agent dropped and why), 400 with a
-//! `google.rpc.Status` saying what was wrong with the body, 413 for bodies over the limit, 415 for
-//! other content types, 404 for other paths.
+//! `google.rpc.Status` saying what was wrong with the body, 413 for bodies over the limit (before
+//! reading, when the length is declared), 415 for other content types, 404 for other paths, and
+//! 503 with Retry-After when every upstream's buffer is full, so the SDK keeps the spans.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
 
 use super::message::{self, BadRequest, Format};
-use super::Ingest;
-use crate::serve::Reply;
+use super::{Accepted, Ingest, RETRY_AFTER};
+use crate::relay::serve::{declared_length, Reply};
 
 fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Reply, Infallible> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -25,7 +26,7 @@ fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Re
 
 fn refuse(ingest: &Ingest, status: StatusCode, format: Option<Format>, why: &str) -> Result<Reply, Infallible> {
     ingest.refused(status.as_u16(), why);
-    reply(status, format, message::status(format, why))
+    reply(status, format, message::status(format, message::INVALID_ARGUMENT, why))
 }
 
 pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply, Infallible> {
@@ -33,7 +34,10 @@ pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply
     if path != "/v1/traces" {
         if path == "/v1/metrics" || path == "/v1/logs" {
             ingest.once_warn(path, || {
-                format!("the app sent OTLP to {path}, but the agent relays traces only; point the app's OTEL_EXPORTER_OTLP_{}_ENDPOINT at its backend", if path.ends_with("metrics") { "METRICS" } else { "LOGS" })
+                format!(
+                    "the app sent OTLP to {path}, but the agent relays traces only; point the app's OTEL_EXPORTER_OTLP_{}_ENDPOINT at its backend",
+                    if path.ends_with("metrics") { "METRICS" } else { "LOGS" }
+                )
             });
         }
         return refuse(&ingest, StatusCode::NOT_FOUND, None, "the agent receives OTLP traces only: POST /v1/traces");
@@ -47,8 +51,7 @@ pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply
         return refuse(&ingest, StatusCode::UNSUPPORTED_MEDIA_TYPE, None, &why);
     };
     // Refused before reading, so the client is not left writing into a closed connection.
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > message::MAX_BODY) {
+    if declared_length(&req).is_some_and(|n| n > message::MAX_BODY as u64) {
         return refuse(&ingest, StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string());
     }
     let encoding = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -65,6 +68,13 @@ pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply
         }
     };
     let original = (format == Format::Protobuf).then_some(raw);
-    let (rejected, why) = ingest.accept(request, original);
-    reply(StatusCode::OK, Some(format), message::response(format, rejected, &why))
+    match ingest.accept(request, original, true) {
+        Accepted::Queued { rejected, why } => reply(StatusCode::OK, Some(format), message::response(format, rejected, &why)),
+        Accepted::Full => {
+            let why = "every upstream's buffer is full (is the upstream down?); retry later";
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, Some(format), message::status(Some(format), message::UNAVAILABLE, why))?;
+            r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER.as_secs().into());
+            Ok(r)
+        }
+    }
 }

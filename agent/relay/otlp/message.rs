@@ -6,13 +6,11 @@
 //! lists. So a batch for an upstream is its chunks' bytes concatenated, with no re-encoding.
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use crate::traces::buffer::Item;
+use crate::relay::buffer::Item;
 
 /// The largest request body the receiver takes, after decompression.
 pub const MAX_BODY: usize = 16 << 20;
@@ -72,10 +70,7 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
         }
         Some("gzip") => {
             let mut out = Vec::with_capacity(body.len() * 4);
-            flate2::read::GzDecoder::new(&body[..])
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| BadRequest::Gzip(e.to_string()))?;
+            flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 + 1).read_to_end(&mut out).map_err(|e| BadRequest::Gzip(e.to_string()))?;
             if out.len() > MAX_BODY {
                 return Err(BadRequest::TooLarge);
             }
@@ -88,7 +83,54 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
 pub fn decode(format: Format, body: &[u8]) -> Result<ExportTraceServiceRequest, BadRequest> {
     match format {
         Format::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| BadRequest::Protobuf(e.to_string())),
+        Format::Json if snake_case(body) => {
+            // The proto field names (`resource_spans`), which the Collector accepts too: the
+            // keys are rewritten to the JSON names the decoder knows (`resourceSpans`). OTLP
+            // JSON has no maps, so every object key is a field name.
+            let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string()))?;
+            camel_keys(&mut v, 0);
+            serde_json::from_value(v).map_err(|e| BadRequest::Json(e.to_string()))
+        }
         Format::Json => serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string())),
+    }
+}
+
+/// Whether a JSON body uses the proto field names of OTLP rather than the JSON ones.
+fn snake_case(body: &[u8]) -> bool {
+    const KEYS: [&[u8]; 4] = [b"\"resource_spans\"", b"\"scope_spans\"", b"\"trace_id\"", b"\"span_id\""];
+    KEYS.iter().any(|k| body.windows(k.len()).any(|w| w == *k))
+}
+
+/// `start_time_unix_nano` → `startTimeUnixNano`, for every object key (to a depth that
+/// serde_json's own recursion limit already bounds).
+fn camel_keys(v: &mut serde_json::Value, depth: usize) {
+    match v {
+        serde_json::Value::Object(map) if depth < 200 => {
+            let old = std::mem::take(map);
+            for (k, mut val) in old {
+                camel_keys(&mut val, depth + 1);
+                let key = if k.contains('_') {
+                    let mut out = String::with_capacity(k.len());
+                    let mut up = false;
+                    for c in k.chars() {
+                        match (c, up) {
+                            ('_', _) => up = true,
+                            (c, true) => {
+                                out.extend(c.to_uppercase());
+                                up = false
+                            }
+                            (c, false) => out.push(c),
+                        }
+                    }
+                    out
+                } else {
+                    k
+                };
+                map.insert(key, val);
+            }
+        }
+        serde_json::Value::Array(items) if depth < 200 => items.iter_mut().for_each(|i| camel_keys(i, depth + 1)),
+        _ => {}
     }
 }
 
@@ -223,10 +265,7 @@ impl Splitter {
 /// The success answer: empty, or a partial success naming how many spans were dropped and why.
 pub fn response(format: Format, rejected: u64, reason: &str) -> Vec<u8> {
     let answer = ExportTraceServiceResponse {
-        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: rejected as i64,
-            error_message: reason.to_string(),
-        }),
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message: reason.to_string() }),
     };
     match format {
         Format::Protobuf => answer.encode_to_vec(),
@@ -243,12 +282,16 @@ struct Status {
     message: String,
 }
 
+/// google.rpc.Code: the request was wrong.
+pub const INVALID_ARGUMENT: i32 = 3;
+/// google.rpc.Code: try again later.
+pub const UNAVAILABLE: i32 = 14;
+
 /// An error answer's body, in the request's format (protobuf when it was unknown).
-pub fn status(format: Option<Format>, message: &str) -> Vec<u8> {
-    // 3 is INVALID_ARGUMENT in google.rpc.Code.
+pub fn status(format: Option<Format>, code: i32, message: &str) -> Vec<u8> {
     match format {
-        Some(Format::Json) => serde_json::json!({ "code": 3, "message": message }).to_string().into_bytes(),
-        _ => Status { code: 3, message: message.to_string() }.encode_to_vec(),
+        Some(Format::Json) => serde_json::json!({ "code": code, "message": message }).to_string().into_bytes(),
+        _ => Status { code, message: message.to_string() }.encode_to_vec(),
     }
 }
 
@@ -292,7 +335,9 @@ mod tests {
     fn names(req: &ExportTraceServiceRequest) -> Vec<(String, String, usize)> {
         req.resource_spans
             .iter()
-            .flat_map(|r| r.scope_spans.iter().flat_map(move |s| s.spans.iter().map(move |_| (r.schema_url.clone(), s.scope.as_ref().unwrap().name.clone(), 1))))
+            .flat_map(|r| {
+                r.scope_spans.iter().flat_map(move |s| s.spans.iter().map(move |_| (r.schema_url.clone(), s.scope.as_ref().unwrap().name.clone(), 1)))
+            })
             .collect()
     }
 
@@ -339,6 +384,20 @@ mod tests {
         let checked = check(req);
         assert_eq!((checked.spans, checked.invalid), (1, 3));
         assert_eq!(checked.request.resource_spans.len(), 1, "the emptied resource is gone");
+    }
+
+    #[test]
+    fn snake_case_json_is_read_as_the_collector_reads_it() {
+        let body = br#"{"resource_spans":[{"resource":{"attributes":[{"key":"service.name","value":{"string_value":"svc"}}]},
+            "scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
+            "name":"GET /x","kind":2,"start_time_unix_nano":"1544712660000000000","end_time_unix_nano":"1544712661000000000"}]}]}]}"#;
+        let r = decode(Format::Json, body).unwrap();
+        let span = &r.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!((span.name.as_str(), span.trace_id.len(), span.span_id.len()), ("GET /x", 16, 8));
+        assert_eq!(span.start_time_unix_nano, 1544712660000000000);
+        let attr = &r.resource_spans[0].resource.as_ref().unwrap().attributes[0];
+        assert_eq!(attr.key, "service.name", "values are not keys: left alone");
+        assert_eq!(check(r).spans, 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Items waiting to be sent, within a byte budget: when a new item would go over the budget, the
 //! oldest are dropped (and counted), so memory stays bounded however long the upstream is away,
-//! and what is kept is the most recent. Used for X-Ray segments (one segment an item) and OTLP
-//! spans (one chunk of a request an item).
+//! and what is kept is the most recent. Sources that can push back (OTLP over HTTP) ask
+//! `has_room` first and answer 503 instead. Used for X-Ray segments (one segment an item) and
+//! OTLP spans (one chunk of a request an item).
 
 use std::collections::VecDeque;
 
@@ -86,6 +87,11 @@ impl<T: Item> Buffer<T> {
     /// Takes up to `n` of the oldest items.
     pub fn take(&mut self, n: usize) -> Vec<T> {
         self.take_within(n, u64::MAX, usize::MAX)
+    }
+
+    /// Whether `bytes` more would fit without dropping anything.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.bytes + bytes <= self.budget
     }
 
     /// How many items are waiting.

@@ -1,4 +1,4 @@
-//! Sending a batch to one upstream: an OTLP/HTTP POST of protobuf, gzipped unless configured
+//! The OTLP upstream sink: a batch is an OTLP/HTTP POST of protobuf, gzipped unless configured
 //! otherwise, with the upstream's headers, or SigV4-signed for X-Ray's OTLP endpoint; and what
 //! the answer means: sent (perhaps partly), worth retrying (408, 429, 5xx, no connection, with
 //! the server's Retry-After), or failed for good (other 4xx), said with a hint.
@@ -11,26 +11,16 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use super::message::{self, Chunk, Format};
 use super::settings::{Kind, UpstreamConfig};
-use crate::aws_http::{self, HttpClient, SignError, Signer};
-use crate::traces::export::{sdk_config, SharedConfig};
-
-/// What one POST came to.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Taken; the upstream may have refused some spans (partial success), with its reason.
-    Sent { rejected: u64, reason: String },
-    /// Not taken, for a reason that may pass; the server may say when to try again.
-    Retry { reason: String, after: Option<Duration> },
-    /// Not taken, and sending it again would not help.
-    Failed(String),
-}
+use crate::aws::http::{self as aws_http, error_chain, HttpClient, SignError, Signer};
+use crate::aws::Shared;
+use crate::relay::batcher::{Sent, Sink};
 
 pub struct Upstream {
     pub cfg: UpstreamConfig,
     /// For logs: the URL without credentials or query.
     pub name: String,
     client: HttpClient,
-    aws: SharedConfig,
+    aws: Shared,
     /// For X-Ray's OTLP endpoint: its URL and the task role's credentials.
     xray: Option<Signer>,
 }
@@ -45,13 +35,17 @@ pub fn display(url: &Uri) -> String {
 impl UpstreamConfig {
     /// How logs and `agent health` name this upstream.
     pub fn name(&self) -> String {
-        if self.kind == Kind::Xray { "X-Ray OTLP".to_string() } else { display(&self.url) }
+        if self.kind == Kind::Xray {
+            "X-Ray OTLP".to_string()
+        } else {
+            display(&self.url)
+        }
     }
 }
 
 impl Upstream {
     /// Fails only when HTTPS is needed and the system has no root certificates.
-    pub fn new(cfg: UpstreamConfig, aws: SharedConfig) -> Result<Upstream, String> {
+    pub fn new(cfg: UpstreamConfig, aws: Shared) -> Result<Upstream, String> {
         let client = aws_http::client(cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
         let name = cfg.name();
         let xray = (cfg.kind == Kind::Xray).then(|| Signer::new("xray"));
@@ -59,8 +53,8 @@ impl Upstream {
     }
 
     /// POSTs one batch (the chunks' protobuf, concatenated) and says what came of it.
-    pub async fn send(&mut self, batch: &[Chunk]) -> Outcome {
-        let body = if self.cfg.gzip { gzip(batch) } else { concat(batch) };
+    async fn post(&mut self, batch: Vec<Chunk>) -> Sent<Chunk> {
+        let body = if self.cfg.gzip { gzip(&batch) } else { concat(&batch) };
         let mut req = Request::builder().method(Method::POST).uri(self.cfg.url.clone());
         {
             let h = req.headers_mut().expect("a fresh builder");
@@ -75,11 +69,11 @@ impl Upstream {
         }
         let mut req = match req.body(Full::new(body.clone())) {
             Ok(r) => r,
-            Err(e) => return Outcome::Failed(format!("cannot build the request: {e}")),
+            Err(e) => return Sent::Failed { reason: format!("{}: cannot build the request: {e}", self.name) },
         };
         if self.xray.is_some() {
-            if let Err(outcome) = self.sign(&mut req, &body).await {
-                return outcome;
+            if let Err(e) = self.sign(&mut req, &body).await {
+                return if e.retry { Sent::Retry { batch, reason: e.message, after: None } } else { Sent::Failed { reason: e.message } };
             }
         }
         let timeout = self.cfg.timeout;
@@ -91,21 +85,24 @@ impl Upstream {
         })
         .await;
         let (parts, body) = match answer {
-            Err(_) => return Outcome::Retry { reason: format!("{}: no answer within {}", self.name, humantime::format_duration(timeout)), after: None },
-            Ok(Err(reason)) => return Outcome::Retry { reason, after: None },
+            Err(_) => {
+                let reason = format!("{}: no answer within {}", self.name, humantime::format_duration(timeout));
+                return Sent::Retry { batch, reason, after: None };
+            }
+            Ok(Err(reason)) => return Sent::Retry { batch, reason, after: None },
             Ok(Ok(a)) => a,
         };
         let status = parts.status;
         if status.is_success() {
             let format = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type);
             let (rejected, reason) = format.and_then(|f| message::partial_success(&body, f)).unwrap_or_default();
-            return Outcome::Sent { rejected, reason };
+            return Sent::Done { rejected, retry: Vec::new(), reason: format!("{}: {reason}", self.name) };
         }
         let text = excerpt(&body);
         let reason = format!("{} answered {}{}{}", self.name, status, if text.is_empty() { "" } else { ": " }, text);
         if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             let after = parts.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
-            return Outcome::Retry { reason, after };
+            return Sent::Retry { batch, reason, after };
         }
         let hint = match (status.as_u16(), &self.cfg.kind) {
             (401 | 403, Kind::Http) => " (check the upstream's headers: OTEL_EXPORTER_OTLP_HEADERS or --otlp-header, such as the Honeycomb API key)",
@@ -113,22 +110,29 @@ impl Upstream {
             (404, Kind::Http) => " (check the endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; /v1/traces is added)",
             _ => "",
         };
-        Outcome::Failed(format!("{reason}{hint}"))
+        Sent::Failed { reason: format!("{reason}{hint}") }
     }
 
     /// Points the request at X-Ray's endpoint for the region and signs it (SigV4, service xray).
-    async fn sign(&mut self, req: &mut Request<Full<Bytes>>, body: &Bytes) -> Result<(), Outcome> {
-        let sdk = sdk_config(&self.aws).await;
+    async fn sign(&mut self, req: &mut Request<Full<Bytes>>, body: &Bytes) -> Result<(), SignError> {
+        let sdk = self.aws.get().await;
         let signer = self.xray.as_mut().expect("X-Ray upstreams have a signer");
         let first = signer.region().is_empty();
-        let outcome = |e: SignError| if e.retry { Outcome::Retry { reason: e.message, after: None } } else { Outcome::Failed(e.message) };
-        self.cfg.url = signer.url(sdk, "/v1/traces").map_err(outcome)?;
+        self.cfg.url = signer.url(sdk, "/v1/traces")?;
         if first {
             self.name = format!("X-Ray OTLP {}", display(&self.cfg.url));
             tracing::info!(url = %display(&self.cfg.url), region = %signer.region(), "relaying OTLP spans to X-Ray");
         }
         *req.uri_mut() = self.cfg.url.clone();
-        signer.sign(sdk, req, body).await.map_err(outcome)
+        signer.sign(sdk, req, body).await
+    }
+}
+
+impl Sink for Upstream {
+    type Item = Chunk;
+
+    fn send(&mut self, batch: Vec<Chunk>) -> impl std::future::Future<Output = Sent<Chunk>> + Send {
+        self.post(batch)
     }
 }
 
@@ -168,17 +172,6 @@ fn retry_after(v: &str) -> Option<Duration> {
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

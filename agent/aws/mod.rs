@@ -1,0 +1,39 @@
+//! One way to build the AWS SDK's configuration, for secrets and for X-Ray alike: the default
+//! credentials chain (environment, profile, ECS container credentials, IMDS), `AWS_ENDPOINT_URL`,
+//! and an HTTPS client on rustls with ring and the system's root certificates (see Cargo.toml
+//! for why ring). Callers choose only the retry policy and how long one attempt may take.
+
+pub mod http;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls;
+
+pub async fn config(retry: RetryConfig, attempt_timeout: Duration) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry)
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(attempt_timeout).build())
+        .load()
+        .await
+}
+
+/// The AWS configuration of the relays (PutTraceSegments, the sampling proxy, X-Ray's OTLP
+/// endpoint): loaded once, on first use, so one credentials cache serves them all. Two
+/// attempts of at most 5 s each per call; the relay's batcher retries on top.
+///
+/// Secrets load their own configuration on the main thread before the app starts (other retry
+/// and deadline rules, and a runtime that ends once they are loaded: a connection pool or
+/// credentials client made there would be dead in the relay's runtime).
+#[derive(Clone, Default)]
+pub struct Shared(std::sync::Arc<tokio::sync::OnceCell<SdkConfig>>);
+
+impl Shared {
+    pub async fn get(&self) -> &SdkConfig {
+        self.0.get_or_init(|| config(RetryConfig::standard().with_max_attempts(2), Duration::from_secs(5))).await
+    }
+}

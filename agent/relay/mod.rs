@@ -1,0 +1,327 @@
+//! The relay: receives the app's telemetry and forwards it, as one pipeline.
+//!
+//! ```text
+//!  app ──UDP 2000──▶ xray::receiver ─┐                              ┌─▶ xray::sink (PutTraceSegments)
+//!  app ──TCP 2000──▶ xray::sampling (GetSamplingRules, SamplingTargets ⇄ X-Ray)
+//!  app ──HTTP 4318─▶ otlp::receiver ─┼─▶ queues ─▶ batcher::run ────┼─▶ otlp::sink (one per upstream)
+//!                                    └─ xray::to_otlp (converter) ──┘
+//! ```
+//! Sources push into `batcher::Queue`s (a byte budget each, one per sink); one export loop
+//! (`batcher::run`) sends every queue to its sink. A new signal or protocol is a new source, a
+//! new backend a new sink; neither touches the others. `otlp` never imports `xray`.
+//!
+//! `Relays::start` binds the sockets (so a taken port is said before the app runs) and works
+//! out the app's environment; `activate` starts the threads once the app has run a moment, so a
+//! short-lived command pays for none: one thread reads X-Ray datagrams, one runs a
+//! single-threaded runtime with everything else. `shutdown(flush_timeout)` is one message with
+//! its deadline, handled in order: stop the sources (the socket drained, requests under way
+//! answered), drain the converters into the sinks' queues, then every sink flushes at once
+//! until the deadline; whatever is left is counted as dropped, so for every upstream
+//! received = sent + rejected + dropped, and the final log lines show it.
+
+pub mod batcher;
+pub mod buffer;
+pub mod counters;
+pub mod otlp;
+pub mod problems;
+pub mod serve;
+pub mod settings;
+pub mod xray;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::batcher::{Deadline, Queue, Stop};
+use self::counters::{ExportHealth, Snapshot};
+use self::otlp::message::Chunk;
+use self::otlp::sink::Upstream;
+use self::otlp::Ingest;
+pub use self::settings::RelaySettings;
+use self::xray::XraySettings;
+use crate::aws::Shared;
+
+/// Why the relay cannot start as configured: a configuration error (exit 78).
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Upstream(#[from] otlp::settings::UpstreamError),
+    #[error("--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT, --otlp-endpoint or --otlp-xray")]
+    NoUpstreamToConvertTo,
+}
+
+/// What the app's environment becomes while the relay runs.
+#[derive(Debug, Default)]
+pub struct ChildEnv {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// The final counts, per upstream.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub upstreams: Vec<(String, Snapshot)>,
+}
+
+/// The X-Ray part, bound.
+struct XrayPart {
+    settings: XraySettings,
+    sockets: xray::Sockets,
+    queue: Arc<Queue<String>>,
+}
+
+/// The OTLP part, bound.
+struct OtlpPart {
+    listener: std::net::TcpListener,
+    ingest: Arc<Ingest>,
+    sinks: Vec<Upstream>,
+    interval: Duration,
+}
+
+/// Everything the threads need, until `activate` hands it over.
+struct Parts {
+    aws: Shared,
+    xray: Option<XrayPart>,
+    otlp: Option<OtlpPart>,
+    to_otlp: bool,
+}
+
+struct Running {
+    stop: Stop,
+    relay: std::thread::JoinHandle<Report>,
+}
+
+pub struct Relays {
+    parts: Mutex<Option<Parts>>,
+    running: Mutex<Option<Running>>,
+    exports: Vec<(String, Arc<ExportHealth>)>,
+    flush_timeout: Duration,
+}
+
+/// Binds what is configured and works out the app's environment. `app_env` is the environment
+/// the app would get (the agent's own plus the secrets), where the OTLP upstreams are read.
+/// A taken port is not fatal: that part is off, said in one line, and the app keeps its settings.
+pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Result<(Relays, ChildEnv), RelayError> {
+    let mut env = ChildEnv::default();
+    let aws = Shared::default();
+    let xray = settings.xray.as_ref().and_then(|s| {
+        let sockets = xray::bind(s)?;
+        if s.address_set {
+            // The SDKs read host:port for both the UDP segments and the TCP sampling endpoint.
+            env.set.push(("AWS_XRAY_DAEMON_ADDRESS".into(), s.address.to_string()));
+        }
+        let queue = Queue::new("X-Ray", "X-Ray segments", s.buffer, xray::LIMITS);
+        Some(XrayPart { settings: s.clone(), sockets, queue })
+    });
+    let mut otlp = None;
+    if let Some(s) = &settings.otlp {
+        let upstreams = s.upstreams(app_env)?;
+        if settings.xray_to_otlp && upstreams.is_empty() {
+            return Err(RelayError::NoUpstreamToConvertTo);
+        }
+        if !upstreams.is_empty() {
+            otlp = start_otlp(s, upstreams, &aws);
+            if otlp.is_some() {
+                let (set, remove) = s.child_env();
+                env.set.extend(set);
+                env.remove.extend(remove);
+            }
+        }
+    }
+    let to_otlp = match (settings.xray_to_otlp, &xray, &otlp) {
+        (false, _, _) => false,
+        (true, None, _) => {
+            warn!("--xray-to-otlp: X-Ray reception is off (--no-xray or its address is taken); nothing to convert");
+            false
+        }
+        (true, Some(_), None) => {
+            warn!("--xray-to-otlp: the OTLP relay is not running (see above), so X-Ray segments go to PutTraceSegments");
+            false
+        }
+        (true, Some(_), Some(_)) => {
+            info!("X-Ray segments go to the OTLP upstreams as spans (--xray-to-otlp)");
+            true
+        }
+    };
+    let mut exports = Vec::new();
+    if let Some(x) = &xray {
+        if !to_otlp {
+            exports.push((x.queue.name.clone(), x.queue.health.clone()));
+        }
+    }
+    if let Some(o) = &otlp {
+        exports.extend(o.ingest.queues.iter().map(|q| (q.name.clone(), q.health.clone())));
+    }
+    let relays = Relays {
+        parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp })),
+        running: Mutex::new(None),
+        exports,
+        flush_timeout: settings.flush_timeout,
+    };
+    Ok((relays, env))
+}
+
+fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Shared) -> Option<OtlpPart> {
+    let listener = match serve::bind(s.address) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(address = %s.address, error = %e, "cannot receive OTLP spans, so the app keeps its own OTLP settings (is a collector sidecar on this port? remove it, or use --otlp-address or --no-otlp)");
+            return None;
+        }
+    };
+    let mut sinks = Vec::new();
+    for cfg in upstreams {
+        let name = cfg.name();
+        match Upstream::new(cfg, aws.clone()) {
+            Ok(u) => sinks.push(u),
+            Err(e) => warn!(upstream = %name, "cannot relay OTLP spans there: {e}"),
+        }
+    }
+    if sinks.is_empty() {
+        return None;
+    }
+    let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().map(|u| Queue::new(u.name.clone(), "OTLP spans", s.buffer, otlp::LIMITS)).collect();
+    let names: Vec<&str> = sinks.iter().map(|u| u.name.as_str()).collect();
+    info!(address = %s.address, upstreams = %names.join(", "), "relaying OTLP spans");
+    Some(OtlpPart { listener, ingest: Arc::new(Ingest::new(queues, s.buffer)), sinks, interval: s.flush_interval })
+}
+
+impl Relays {
+    /// Each sink's export health, for `--health-exports-failing`.
+    pub fn exports(&self) -> &[(String, Arc<ExportHealth>)] {
+        &self.exports
+    }
+
+    /// Whether anything is configured and bound.
+    pub fn is_empty(&self) -> bool {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|p| p.xray.is_none() && p.otlp.is_none())
+    }
+
+    /// Starts the threads (once; later calls do nothing).
+    pub fn activate(&self) {
+        let Some(parts) = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        if parts.xray.is_none() && parts.otlp.is_none() {
+            return;
+        }
+        let (stop, deadline) = Stop::new();
+        let relay = std::thread::Builder::new()
+            .name("relay".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("BUG: the relay's runtime");
+                rt.block_on(pipeline(parts, deadline))
+            })
+            .expect("BUG: cannot start the relay thread");
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { stop, relay });
+    }
+
+    /// Whether something waits in a socket no thread reads yet.
+    fn waiting(&self) -> bool {
+        let g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = g.as_ref() else { return false };
+        let tcp = |l: &std::net::TcpListener| readable(l);
+        p.xray.as_ref().is_some_and(|x| xray::receiver::waiting(&x.sockets.udp) || x.sockets.sampling.as_ref().is_some_and(tcp))
+            || p.otlp.as_ref().is_some_and(|o| tcp(&o.listener))
+    }
+
+    /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
+    pub fn shutdown(&self, flush_timeout: Option<Duration>) -> Report {
+        if self.waiting() {
+            self.activate();
+        }
+        let Some(Running { stop, relay }) = self.running.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Report::default(); // never started, nothing arrived
+        };
+        stop.stop(tokio::time::Instant::now() + flush_timeout.unwrap_or(self.flush_timeout));
+        relay.join().unwrap_or_default()
+    }
+}
+
+/// Whether a listener has a connection waiting.
+fn readable(l: &std::net::TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut fd, 1, 0) > 0 }
+}
+
+/// The relay thread's task: runs sources, converters and sinks until the stop, then stops them
+/// in that order.
+async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
+    let aws = parts.aws;
+    let sources = CancellationToken::new();
+    let (sinks_stop, sinks_deadline) = Stop::new();
+    let (converters_stop, converters_deadline) = Stop::new();
+    let mut source_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut converters: Vec<JoinHandle<Snapshot>> = Vec::new();
+    let mut sinks: Vec<(String, JoinHandle<Snapshot>)> = Vec::new();
+    let mut receiver: Option<(SocketAddr, tokio::sync::oneshot::Receiver<()>)> = None;
+
+    let ingest = parts.otlp.as_ref().map(|o| o.ingest.clone());
+    if let Some(o) = parts.otlp {
+        let listener = tokio::net::TcpListener::from_std(o.listener).expect("BUG: a bound listener");
+        let i = o.ingest.clone();
+        source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, i.clone()))));
+        for (sink, q) in o.sinks.into_iter().zip(o.ingest.queues.iter().cloned()) {
+            let name = q.name.clone();
+            sinks.push((name, tokio::spawn(batcher::run(sink, q, o.interval, sinks_deadline.clone()))));
+        }
+    }
+    if let Some(x) = parts.xray {
+        if let Some(l) = x.sockets.sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+            source_tasks.push(tokio::spawn(xray::sampling::serve(l, sources.clone(), aws.clone())));
+        }
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (q, token, udp) = (x.queue.clone(), sources.clone(), x.sockets.udp);
+        let spawned = std::thread::Builder::new().name("xray-receive".into()).spawn(move || {
+            xray::receiver::receive(udp, q, token);
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(_) => receiver = Some((x.settings.address, done_rx)),
+            Err(e) => warn!(error = %e, "cannot start the X-Ray receiver thread; X-Ray segments are not received"),
+        }
+        let interval = x.settings.flush_interval;
+        match (parts.to_otlp, &ingest) {
+            (true, Some(ingest)) => {
+                let sink = xray::to_otlp::ToOtlp(ingest.clone());
+                converters.push(tokio::spawn(batcher::run(sink, x.queue, interval, converters_deadline.clone())));
+            }
+            _ => {
+                let sink = xray::sink::PutTraceSegments::new(aws.clone());
+                sinks.push((x.queue.name.clone(), tokio::spawn(batcher::run(sink, x.queue, interval, sinks_deadline.clone()))));
+            }
+        }
+    }
+
+    let deadline = stop.wait().await;
+    // 1. Sources: no more input; the socket drained, the requests under way answered.
+    sources.cancel();
+    if let Some((address, done)) = receiver {
+        xray::receiver::wake(address);
+        let _ = tokio::time::timeout_at(deadline, done).await;
+    }
+    for t in source_tasks {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
+    // 2. Converters: into the sinks' queues (they cannot fail, so this is immediate).
+    converters_stop.stop(deadline);
+    for c in converters {
+        let _ = c.await;
+    }
+    // 3. Sinks: all at once, until the deadline.
+    sinks_stop.stop(deadline);
+    let mut report = Report::default();
+    for (name, s) in sinks {
+        report.upstreams.push((name, s.await.unwrap_or_default()));
+    }
+    if let Some(i) = ingest {
+        let r = i.counters.snapshot();
+        info!(received = r.received, rejected = r.rejected, throttled = r.throttled, "OTLP spans received, final counts");
+    }
+    report
+}
