@@ -1,6 +1,7 @@
 //! The health socket server: each connection gets the current verdict as one line, then EOF.
 //!
-//! There is no request to parse: connecting is the question. A single thread answers; each
+//! There is no request to parse: connecting is the question, and nothing is read, so no client
+//! can make it buffer anything. A single thread answers; each
 //! answer is a lock, a format and a write, so a hundred `agent health` calls at once queue for
 //! microseconds in the listen backlog.
 
@@ -16,7 +17,11 @@ pub fn spawn(listener: UnixListener, state: Arc<State>) {
         .name("health-server".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
+                let Ok(mut conn) = conn else {
+                    // Out of file descriptors, say: pause rather than spin on the error.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
                 let v = state.verdict();
                 let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
                 let _ = conn.write_all(format!("{}\n", v.line).as_bytes());

@@ -323,3 +323,137 @@ impl Loop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+
+    /// A sink that answers from a script (then `Done`), and records when each batch came.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        answers: Arc<StdMutex<VecDeque<Answer>>>,
+        calls: Arc<StdMutex<Vec<(Instant, Vec<String>)>>>,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Retry(Option<Duration>),
+        Fail,
+        Hang,
+    }
+
+    impl Sink for Scripted {
+        type Item = String;
+        async fn send(&mut self, batch: Vec<String>) -> Sent<String> {
+            self.calls.lock().unwrap().push((Instant::now(), batch.clone()));
+            let next = self.answers.lock().unwrap().pop_front();
+            match next {
+                None => Sent::done(),
+                Some(Answer::Retry(after)) => Sent::Retry { batch, reason: "test: busy".into(), after },
+                Some(Answer::Fail) => Sent::Failed { reason: "test: no".into() },
+                Some(Answer::Hang) => std::future::pending().await,
+            }
+        }
+    }
+
+    const LIMITS: Limits = Limits { ready: 10, items: 10, count: 10, bytes: usize::MAX };
+
+    fn setup(answers: &[Answer]) -> (Scripted, Arc<Queue<String>>) {
+        let sink = Scripted::default();
+        sink.answers.lock().unwrap().extend(answers.iter().cloned());
+        (sink, Queue::new("test", "items", 1 << 20, LIMITS))
+    }
+
+    fn items(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("item-{i}")).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backs_off_with_jitter_then_recovers_and_the_counts_add_up() {
+        let (sink, q) = setup(&[Answer::Retry(None), Answer::Retry(None)]);
+        let (stop, deadline) = Stop::new();
+        let start = Instant::now();
+        let task = tokio::spawn(run(sink.clone(), q.clone(), Duration::from_secs(1), deadline));
+        q.push(items(3));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let calls: Vec<Duration> = sink.calls.lock().unwrap().iter().map(|(t, _)| *t - start).collect();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[0], Duration::from_secs(1), "the partial batch waits for the interval");
+        let first = calls[1] - calls[0];
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(300) + Duration::from_secs(1), "{first:?}");
+        stop.stop(Instant::now() + Duration::from_secs(1));
+        let s = task.await.unwrap();
+        assert_eq!((s.received, s.sent, s.retried, s.dropped), (3, 3, 6, 0));
+        assert!(s.balanced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after() {
+        let (sink, q) = setup(&[Answer::Retry(Some(Duration::from_secs(7)))]);
+        let (stop, deadline) = Stop::new();
+        let task = tokio::spawn(run(sink.clone(), q.clone(), Duration::from_millis(100), deadline));
+        q.push(items(10)); // a full batch: sent at once
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let calls: Vec<Instant> = sink.calls.lock().unwrap().iter().map(|(t, _)| *t).collect();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[1] - calls[0] >= Duration::from_secs(7), "{:?}", calls[1] - calls[0]);
+        stop.stop(Instant::now());
+        assert!(task.await.unwrap().balanced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_final_flush_sends_everything_then_stops_at_the_deadline() {
+        // Everything waiting goes out at the stop, without waiting for the interval.
+        let (sink, q) = setup(&[]);
+        let (stop, deadline) = Stop::new();
+        let task = tokio::spawn(run(sink.clone(), q.clone(), Duration::from_secs(3600), deadline));
+        q.push(items(25));
+        tokio::task::yield_now().await;
+        stop.stop(Instant::now() + Duration::from_secs(1));
+        let s = task.await.unwrap();
+        assert_eq!((s.received, s.sent, s.dropped), (25, 25, 0));
+        assert_eq!(sink.calls.lock().unwrap().len(), 3, "batches of at most 10");
+
+        // An upstream that keeps failing: retried until the deadline, then counted as dropped.
+        let (sink, q) = setup(&[Answer::Retry(None); 100]);
+        let (stop, deadline) = Stop::new();
+        let task = tokio::spawn(run(sink.clone(), q.clone(), Duration::from_secs(3600), deadline));
+        q.push(items(5));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        stop.stop(start + Duration::from_secs(2));
+        let s = task.await.unwrap();
+        assert!(Instant::now() - start <= Duration::from_secs(2), "{:?}", Instant::now() - start);
+        assert_eq!((s.received, s.sent, s.dropped), (5, 0, 5));
+        assert!(s.balanced());
+
+        // A send still under way at the deadline: given up, its batch counted as dropped.
+        let (sink, q) = setup(&[Answer::Hang]);
+        let (stop, deadline) = Stop::new();
+        let task = tokio::spawn(run(sink, q.clone(), Duration::from_millis(10), deadline));
+        q.push(items(4));
+        tokio::time::sleep(Duration::from_millis(50)).await; // the send has started and hangs
+        let start = Instant::now();
+        stop.stop(start + Duration::from_secs(3));
+        let s = task.await.unwrap();
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        assert_eq!((s.received, s.sent, s.dropped), (4, 0, 4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_batches_are_dropped_and_budget_overflow_is_counted() {
+        let (sink, _) = setup(&[Answer::Fail]);
+        let q = Queue::new("small", "items", 20, LIMITS); // two 6-byte items fit, not four
+        let (stop, deadline) = Stop::new();
+        let task = tokio::spawn(run(sink, q.clone(), Duration::from_secs(3600), deadline));
+        q.push(items(4));
+        assert!(!q.has_room(100));
+        stop.stop(Instant::now() + Duration::from_secs(1));
+        let s = task.await.unwrap();
+        assert_eq!((s.received, s.sent, s.dropped), (4, 0, 4), "2 over the budget, 2 failed for good");
+        assert!(s.balanced());
+    }
+}

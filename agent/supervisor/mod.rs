@@ -103,13 +103,25 @@ pub struct Supervisor<'a> {
     replacement: Option<(Vec<(std::ffi::OsString, std::ffi::OsString)>, Instant)>,
     /// Each runs once, when a child has been running for its duration (see `when_settled`).
     settled: Vec<(Duration, Box<dyn FnOnce() + 'a>)>,
+    /// Signals that arrived while no child ran (a restart backoff): delivered to the next one.
+    held: Vec<Signo>,
 }
 
 impl<'a> Supervisor<'a> {
     /// `handled` must be the set returned by [`block_signals`].
     pub fn new(cfg: &'a RunConfig, spec: ChildSpec, handled: &SigSet) -> nix::Result<Self> {
         let signals = SignalFd::with_flags(handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Supervisor { cfg, spec, signals, stop_deadline: None, events: None, control: None, replacement: None, settled: Vec::new() })
+        Ok(Supervisor {
+            cfg,
+            spec,
+            signals,
+            stop_deadline: None,
+            events: None,
+            control: None,
+            replacement: None,
+            settled: Vec::new(),
+            held: Vec::new(),
+        })
     }
 
     /// Runs `f` once, when a child has been running for `after` (never on a short-lived child).
@@ -140,6 +152,9 @@ impl<'a> Supervisor<'a> {
             info!(pid = child.as_raw(), program = %self.spec.program_name(), "started child");
             if let Some(e) = self.events {
                 e.started(child.as_raw());
+            }
+            for sig in std::mem::take(&mut self.held) {
+                self.on_signal(sig, child, true);
             }
             let end = self.watch(child);
             if let Some((env, _)) = self.replacement.take() {
@@ -349,7 +364,8 @@ impl<'a> Supervisor<'a> {
         procs::signal_descendants(kill) + usize::from(group)
     }
 
-    /// Waits between restarts; false if a stop was requested meanwhile.
+    /// Waits between restarts; false if a stop was requested meanwhile. Other signals that
+    /// arrive are held and delivered to the next child (none is lost for want of a child).
     fn pause(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         while Instant::now() < until {
@@ -359,6 +375,10 @@ impl<'a> Supervisor<'a> {
                     info!(signal = %sig, "stop requested while waiting to restart; not restarting");
                     self.stop_deadline = Some(Instant::now());
                     return false;
+                }
+                if signals::is_forwarded(sig) && self.held.len() < 64 {
+                    debug!(signal = %sig, "no child while waiting to restart: held for the next one");
+                    self.held.push(sig);
                 }
             }
             reaper::reap(None);
