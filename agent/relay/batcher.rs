@@ -331,11 +331,13 @@ mod tests {
 
     use super::*;
 
+    type Calls = Arc<StdMutex<Vec<(Instant, Vec<String>)>>>;
+
     /// A sink that answers from a script (then `Done`), and records when each batch came.
     #[derive(Clone, Default)]
     struct Scripted {
         answers: Arc<StdMutex<VecDeque<Answer>>>,
-        calls: Arc<StdMutex<Vec<(Instant, Vec<String>)>>>,
+        calls: Calls,
     }
 
     #[derive(Clone, Copy)]

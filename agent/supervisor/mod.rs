@@ -38,6 +38,9 @@ pub use spawn::{ChildSpec, SpawnError};
 const REKILL_EVERY: Duration = Duration::from_millis(100);
 /// The longest delay between restarts, however many there were.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
+/// Signals held during a restart backoff reach the new child this long after it starts, so it
+/// has had a moment to set its handlers (a signal at exec would meet the default action).
+const HELD_DELAY: Duration = Duration::from_millis(100);
 
 /// How the supervised run ended.
 #[derive(Debug)]
@@ -153,9 +156,6 @@ impl<'a> Supervisor<'a> {
             if let Some(e) = self.events {
                 e.started(child.as_raw());
             }
-            for sig in std::mem::take(&mut self.held) {
-                self.on_signal(sig, child, true);
-            }
             let end = self.watch(child);
             if let Some((env, _)) = self.replacement.take() {
                 if self.stop_deadline.is_none() {
@@ -216,6 +216,12 @@ impl<'a> Supervisor<'a> {
                 let (_, f) = self.settled.remove(0);
                 f();
             }
+            if status.is_none() && !self.held.is_empty() && now >= started + HELD_DELAY {
+                for sig in std::mem::take(&mut self.held) {
+                    info!(signal = %sig, "delivering a signal that arrived while waiting to restart");
+                    self.on_signal(sig, child, true);
+                }
+            }
             let replace_due = self.replacement.as_ref().map(|(_, d)| *d);
             let due = if status.is_none() { earliest(self.stop_deadline, replace_due) } else { leftovers_deadline };
             if !killed && due.is_some_and(|d| now >= d) {
@@ -237,6 +243,8 @@ impl<'a> Supervisor<'a> {
                 next_rekill = now + REKILL_EVERY;
             }
             let settle_wake = if status.is_none() { self.settled.first().map(|(after, _)| started + *after) } else { None };
+            let held_wake = (status.is_none() && !self.held.is_empty()).then_some(started + HELD_DELAY);
+            let settle_wake = earliest(settle_wake, held_wake);
             let wake = earliest(if killed { Some(next_rekill) } else { due }, settle_wake);
             self.wait(wake);
 
