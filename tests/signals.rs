@@ -116,3 +116,42 @@ fn signal_target_child_reaches_only_the_child() {
 fn signal_target_group_reaches_the_whole_group() {
     assert_eq!(group_case("group"), ["ready", "SIGUSR1", "SIGTERM"]);
 }
+
+/// A signal that arrives while the agent waits to restart a failed child is not lost: it
+/// reaches the next child; TERM then stops the restarts.
+#[test]
+fn signals_during_a_restart_backoff_reach_the_next_child_and_term_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, first) = (dir.path().join("signals.txt"), dir.path().join("first"));
+    // The first run fails; the second is the recorder.
+    let script = format!(
+        "if [ ! -e {f} ]; then touch {f}; exit 1; fi; exec {rec} {o} --exit-on TERM",
+        f = first.display(),
+        rec = fixture("sigrecord").display(),
+        o = out.display()
+    );
+    let mut cmd = agent_cmd();
+    cmd.args(["run", "--restart", "on-failure", "--restart-backoff", "2s", "--", "sh", "-c", &script]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(T, "the first run to fail", || err.lock().unwrap().contains("child failed; restarting"));
+    signal(agent.id(), libc::SIGUSR1); // during the 2 s backoff: no child to take it
+    wait_for_line(&out, "SIGUSR1");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0));
+    assert_eq!(lines(&out), ["ready", "SIGUSR1", "SIGTERM"]);
+
+    // TERM during the backoff: no restart at all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = agent_cmd();
+    cmd.args(["run", "--restart", "on-failure", "--restart-backoff", "5s", "--", "sh", "-c", "exit 3"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_until(T, "the first run to fail", || err.lock().unwrap().contains("child failed; restarting"));
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(3));
+    assert!(err.lock().unwrap().contains("not restarting"));
+    drop(dir);
+}

@@ -250,6 +250,11 @@ struct Loop {
     problems: Problems,
 }
 
+/// "spans" of "OTLP spans": what a batch holds, for messages.
+fn noun(what: &str) -> &str {
+    what.rsplit(' ').next().unwrap_or(what)
+}
+
 /// The kind of a problem: its reason up to the first colon (an upstream's name, an API's error).
 fn kind(prefix: &str, reason: &str) -> String {
     format!("{prefix}:{}", reason.split(':').next().unwrap_or(""))
@@ -309,7 +314,7 @@ impl Loop {
             }
             Sent::Retry { batch, reason, after } => {
                 q.health.failed(&reason);
-                self.problems.once(&kind("retry", &reason), || format!("{reason}; keeping the batch and retrying"));
+                self.problems.once(&kind("retry", &reason), || format!("{reason}; keeping the {} and retrying", noun(q.what)));
                 Counters::add(&q.counters.retried, n);
                 Counters::add(&q.counters.dropped, q.lock().put_back(batch));
                 Some(after.unwrap_or_else(|| self.backoff.pause()).max(Duration::from_millis(50)))

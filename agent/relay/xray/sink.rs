@@ -62,9 +62,15 @@ struct ApiError {
 /// How long one PutTraceSegments call may take, connection included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A failure that may pass: the whole batch is kept (all such failures are one kind of problem,
+/// logged once).
+fn retry(batch: Vec<String>, reason: impl std::fmt::Display) -> Sent<String> {
+    Sent::Retry { batch, reason: format!("X-Ray is not taking segments: {reason}"), after: None }
+}
+
 fn retry_or_fail(e: SignError, batch: Vec<String>) -> Sent<String> {
     if e.retry {
-        Sent::Retry { batch, reason: e.message, after: None }
+        retry(batch, e.message)
     } else {
         Sent::Failed { reason: e.message }
     }
@@ -112,9 +118,9 @@ impl PutTraceSegments {
         let (parts, body) = match answer {
             Err(_) => {
                 let reason = format!("PutTraceSegments: no answer within {}", humantime::format_duration(CALL_TIMEOUT));
-                return Sent::Retry { batch, reason, after: None };
+                return retry(batch, reason);
             }
-            Ok(Err(reason)) => return Sent::Retry { batch, reason, after: None },
+            Ok(Err(reason)) => return retry(batch, reason),
             Ok(Ok(a)) => a,
         };
         if !parts.status.is_success() {
@@ -131,7 +137,7 @@ impl PutTraceSegments {
             let text = format!("PutTraceSegments: {} {kind}: {}", parts.status, err.message.unwrap_or_default());
             let transient = kind.contains("Throttl") || parts.status.as_u16() == 429 || parts.status.is_server_error();
             return if transient {
-                Sent::Retry { batch, reason: text, after: None }
+                retry(batch, text)
             } else {
                 Sent::Failed { reason: format!("{text} (the task role needs xray:PutTraceSegments)") }
             };
