@@ -10,7 +10,9 @@ use util::*;
 fn drains_on_sigterm(pid1: bool) {
     let venv = venv();
     let app = repo().join("examples/backend-flask");
-    let port = free_port();
+    // The test binds the app's socket and hands it to gunicorn as descriptor 3.
+    let listener = AppListener::new();
+    let port = listener.port;
     let gunicorn = venv.join("bin/gunicorn");
     let conf = app.join("gunicorn.conf.py");
     let socket = socket_name(if pid1 { "gunicorn-pid1" } else { "gunicorn" });
@@ -26,6 +28,8 @@ fn drains_on_sigterm(pid1: bool) {
         gunicorn.to_str().unwrap(),
         "-c",
         conf.to_str().unwrap(),
+        "--bind",
+        "fd://3",
         "--chdir",
         app.to_str().unwrap(),
         "app:app",
@@ -37,7 +41,8 @@ fn drains_on_sigterm(pid1: bool) {
         c.args(args);
         c
     };
-    cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string()).env("WEB_CONCURRENCY", "2");
+    listener.hand_to(&mut cmd);
+    cmd.env("WEB_CONCURRENCY", "2");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let agent_pid = if pid1 { pid1_host_pid(child.id()) as u32 } else { child.id() };

@@ -146,10 +146,10 @@ fn without_a_supervisor_url_probes_directly() {
     assert_eq!(code_of(&out), 1, "204 is not in the status set 200");
     assert!(stdout(&out).contains("-> 204 (direct probe"), "{}", stdout(&out));
 
-    let port = free_port();
+    let closed = Closed::new();
     let (code, line) = health(&["--socket", &none, "--tcp", &format!("127.0.0.1:{}", app.port)]);
     assert_eq!(code, 0, "{line}");
-    let (code, line) = health(&["--socket", &none, "--tcp", &format!("127.0.0.1:{port}")]);
+    let (code, line) = health(&["--socket", &none, "--tcp", &format!("127.0.0.1:{}", closed.port)]);
     assert_eq!((code, line.contains("refused")), (1, true), "{line}");
 }
 

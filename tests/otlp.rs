@@ -12,8 +12,8 @@ use util::*;
 const T: Duration = Duration::from_secs(60);
 
 /// The agent relaying to OTEL_EXPORTER_OTLP_ENDPOINT=`endpoint` (if any), its child made by
-/// `otlp_send.py COUNT` (then sleeping), OTLP on a free port. Returns the agent, its stderr, the
-/// child's output directory, and the OTLP address.
+/// `otlp_send.py COUNT` (then sleeping), OTLP on a port the agent binds (port 0). Returns the
+/// agent, its stderr, the child's output directory, and the OTLP address it bound (when it relays).
 fn agent_with_sender(
     endpoint: Option<&str>,
     count: usize,
@@ -21,7 +21,6 @@ fn agent_with_sender(
     env: &[(&str, &str)],
 ) -> (Child, std::sync::Arc<std::sync::Mutex<String>>, tempfile::TempDir, String) {
     let out = tempfile::tempdir().unwrap();
-    let otlp = format!("127.0.0.1:{}", free_port());
     let mut cmd = agent_cmd();
     for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
         cmd.env_remove(v);
@@ -30,7 +29,7 @@ fn agent_with_sender(
         cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
     }
     cmd.envs(env.iter().copied())
-        .args(["run", "--otlp-address", &otlp, "--otlp-flush-interval", "100ms"])
+        .args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "100ms"])
         .args(extra)
         .arg("--")
         .arg(venv().join("bin/python"))
@@ -43,6 +42,7 @@ fn agent_with_sender(
         .stderr(Stdio::piped());
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
+    let otlp = if endpoint.is_some() { bound_address(&err, "relaying OTLP spans") } else { String::new() };
     (agent, err, out, otlp)
 }
 
@@ -75,7 +75,8 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     let key = "hc-team-key-8d2f1e";
     moto.put("/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS", &format!("x-honeycomb-team={key}"));
     let sink = Sink::start(&[]);
-    let (port, otlp) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    let app = AppListener::new();
+    let port = app.port;
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
@@ -83,8 +84,8 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
         .env("OTEL_SERVICE_NAME", "backend-flask")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .args(["run", "--secret", "OTEL_EXPORTER_OTLP_HEADERS=/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS"])
-        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"]);
-    example_app(&mut cmd, port);
+        .args(["--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "100ms", "--"]);
+    example_app(&mut cmd, &app);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
     wait_app(port);
@@ -251,17 +252,19 @@ fn without_an_upstream_the_app_keeps_its_own_settings() {
 #[test]
 fn xray_sdk_segments_reach_an_otlp_backend_as_spans_with_xray_to_otlp() {
     let sink = Sink::start(&[]);
-    let (port, otlp, xray) = (free_port(), format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let app = AppListener::new();
+    let port = app.port;
+    let closed = Closed::new();
     let mut cmd = agent_cmd();
     // X-Ray itself is unreachable: whatever arrives at the sink came through the conversion.
-    aws_env(&mut cmd, &format!("http://127.0.0.1:{}", free_port()));
+    aws_env(&mut cmd, &closed.endpoint());
     cmd.env_remove("AGENT_NO_XRAY")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
         .env("XRAY_ENABLED", "1")
         .env("XRAY_SAMPLING", "false")
-        .args(["run", "--xray-to-otlp", "--xray-address", &xray, "--xray-flush-interval", "100ms"])
-        .args(["--otlp-address", &otlp, "--otlp-flush-interval", "100ms", "--"]);
-    example_app(&mut cmd, port);
+        .args(["run", "--xray-to-otlp", "--xray-address", "127.0.0.1:0", "--xray-flush-interval", "100ms"])
+        .args(["--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "100ms", "--"]);
+    example_app(&mut cmd, &app);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
     wait_app(port);
@@ -291,7 +294,7 @@ fn xray_to_otlp_without_an_upstream_is_a_configuration_error() {
     for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
         cmd.env_remove(v);
     }
-    cmd.env_remove("AGENT_NO_XRAY").args(["run", "--xray-to-otlp", "--xray-address", &format!("127.0.0.1:{}", free_port()), "--", "true"]);
+    cmd.env_remove("AGENT_NO_XRAY").args(["run", "--xray-to-otlp", "--xray-address", "127.0.0.1:0", "--", "true"]);
     let out = run(cmd, T);
     assert_eq!(code(&out, "agent"), 78);
     assert!(stderr(&out).contains("--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT"), "{}", stderr(&out));
@@ -299,7 +302,8 @@ fn xray_to_otlp_without_an_upstream_is_a_configuration_error() {
 
 #[test]
 fn health_turns_unhealthy_when_an_otlp_upstream_keeps_failing() {
-    let down = format!("http://127.0.0.1:{}", free_port());
+    let closed = Closed::new();
+    let down = closed.endpoint();
     let socket = socket_name("otlp-exports");
     let (mut agent, _err, out, _) = agent_with_sender(Some(&down), 20, &["--health-exports-failing", "1s", "--health-socket", &socket], &[]);
     sent_ids(out.path());

@@ -56,12 +56,12 @@ fn sigterm_right_after_xray_segments_with_xray_to_otlp_delivers_every_one() {
         let sink = Sink::start(&[]);
         let dir = tempfile::tempdir().unwrap();
         let ids_file = dir.path().join("ids");
-        let xray = format!("127.0.0.1:{}", free_port());
+        let closed = Closed::new();
         let mut cmd = agent_cmd();
-        aws_env(&mut cmd, &format!("http://127.0.0.1:{}", free_port()));
+        aws_env(&mut cmd, &closed.endpoint());
         otlp_env(&mut cmd, &sink.endpoint());
         cmd.env_remove("AGENT_NO_XRAY")
-            .args(["run", "--xray-to-otlp", "--xray-address", &xray, "--otlp-address", &format!("127.0.0.1:{}", free_port()), "--"])
+            .args(["run", "--xray-to-otlp", "--xray-address", "127.0.0.1:0", "--otlp-address", "127.0.0.1:0", "--"])
             .arg(venv().join("bin/python"))
             .arg(repo().join("tests/aws/send_segments.py"))
             .args(["-", "20"])
@@ -88,7 +88,7 @@ fn sigterm_right_after_otlp_spans_delivers_every_one() {
     let mut cmd = agent_cmd();
     otlp_env(&mut cmd, &sink.endpoint());
     // A long flush interval: only the shutdown flush can deliver them.
-    cmd.args(["run", "--otlp-address", &format!("127.0.0.1:{}", free_port()), "--otlp-flush-interval", "1h", "--"])
+    cmd.args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "1h", "--"])
         .arg(venv().join("bin/python"))
         .arg(repo().join("tests/aws/otlp_send.py"))
         .arg("20")
@@ -111,7 +111,7 @@ fn an_app_that_exits_right_after_sending_loses_nothing() {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = agent_cmd();
     otlp_env(&mut cmd, &sink.endpoint());
-    cmd.args(["run", "--otlp-address", &format!("127.0.0.1:{}", free_port()), "--otlp-flush-interval", "1h", "--"])
+    cmd.args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "1h", "--"])
         .arg(venv().join("bin/python"))
         .arg(repo().join("tests/aws/otlp_send.py"))
         .arg("15")
@@ -132,7 +132,7 @@ fn sigterm_right_after_xray_segments_delivers_them_with_put_trace_segments() {
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &format!("127.0.0.1:{}", free_port()), "--xray-flush-interval", "1h", "--"])
+        .args(["run", "--xray-address", "127.0.0.1:0", "--xray-flush-interval", "1h", "--"])
         .arg(venv().join("bin/python"))
         .arg(repo().join("tests/aws/send_segments.py"))
         .args(["-", "30"])
@@ -179,20 +179,21 @@ fn post(address: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Str
     (status, text.split("\r\n\r\n").next().unwrap_or("").to_string())
 }
 
+/// The agent relaying to `upstream`, its OTLP receiver on a port it chose; with its address.
 fn agent_with_otlp(upstream: &str, extra: &[&str]) -> (Child, Log, String) {
-    let otlp = format!("127.0.0.1:{}", free_port());
     let mut cmd = agent_cmd();
     otlp_env(&mut cmd, upstream);
-    cmd.args(["run", "--otlp-address", &otlp]).args(extra).args(["--", "sleep", "300"]);
+    cmd.args(["run", "--otlp-address", "127.0.0.1:0"]).args(extra).args(["--", "sleep", "300"]);
     let (agent, err) = spawn(cmd);
-    wait_until(T, "the agent to relay OTLP", || err.lock().unwrap().contains("relaying OTLP spans"));
+    let otlp = bound_address(&err, "relaying OTLP spans");
     (agent, err, otlp)
 }
 
 #[test]
 fn full_buffers_answer_503_with_retry_after_and_count_it() {
     // The upstream refuses connections: the 64 KiB buffer fills, then the app is told to wait.
-    let (mut agent, err, otlp) = agent_with_otlp(&format!("http://127.0.0.1:{}", free_port()), &["--otlp-buffer", "64KiB"]);
+    let closed = Closed::new();
+    let (mut agent, err, otlp) = agent_with_otlp(&closed.endpoint(), &["--otlp-buffer", "64KiB"]);
     let body = otlp_body(20, 400); // ~9 KB
     let mut answers = Vec::new();
     for _ in 0..20 {
@@ -224,7 +225,8 @@ fn full_buffers_answer_503_with_retry_after_and_count_it() {
 
 #[test]
 fn http2_on_the_otlp_port_is_logged_once() {
-    let (mut agent, err, otlp) = agent_with_otlp(&format!("http://127.0.0.1:{}", free_port()), &[]);
+    let closed = Closed::new();
+    let (mut agent, err, otlp) = agent_with_otlp(&closed.endpoint(), &[]);
     for _ in 0..3 {
         let mut s = TcpStream::connect(&otlp).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -244,12 +246,12 @@ fn http2_on_the_otlp_port_is_logged_once() {
 
 #[test]
 fn a_256_mib_sampling_request_gets_413_and_memory_stays_bounded() {
-    let xray = format!("127.0.0.1:{}", free_port());
+    let closed = Closed::new();
     let mut cmd = agent_cmd();
-    aws_env(&mut cmd, &format!("http://127.0.0.1:{}", free_port()));
-    cmd.env_remove("AGENT_NO_XRAY").args(["run", "--xray-address", &xray, "--", "sleep", "300"]);
+    aws_env(&mut cmd, &closed.endpoint());
+    cmd.env_remove("AGENT_NO_XRAY").args(["run", "--xray-address", "127.0.0.1:0", "--", "sleep", "300"]);
     let (mut agent, err) = spawn(cmd);
-    wait_until(T, "X-Ray reception", || err.lock().unwrap().contains("receiving X-Ray segments"));
+    let xray = bound_address(&err, "receiving X-Ray segments");
     let before = status_kb(agent.id(), "VmHWM:");
     // Declared: refused before a byte of the body is read.
     let mut s = TcpStream::connect(&xray).unwrap();
@@ -290,4 +292,45 @@ fn snake_case_otlp_json_is_relayed() {
     signal(agent.id(), libc::SIGTERM);
     wait_child(&mut agent, T, "agent");
     assert_balanced(&whole_log(&err));
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_pauses_accepts_instead_of_spinning() {
+    let closed = Closed::new();
+    let mut cmd = agent_cmd();
+    otlp_env(&mut cmd, &closed.endpoint());
+    cmd.args(["run", "--otlp-address", "127.0.0.1:0", "--", "sleep", "300"]);
+    // Few descriptors: a handful of connections exhaust them (set for the agent alone, by
+    // prlimit, before it starts).
+    let mut pre = std::process::Command::new("prlimit");
+    pre.arg("--nofile=40:40").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => pre.env(k, v),
+            None => pre.env_remove(k),
+        };
+    }
+    let (mut agent, err) = spawn(pre);
+    let log = || err.lock().unwrap().clone();
+    let otlp = bound_address(&err, "relaying OTLP spans");
+    // The relay thread starts when the app has run 100 ms; a first request makes sure it runs.
+    assert_eq!(post(&otlp, "/v1/traces", "application/x-protobuf", &otlp_body(1, 1)).0, 200);
+    let held: Vec<TcpStream> = (0..60).filter_map(|_| TcpStream::connect(&otlp).ok()).collect();
+    wait_until(T, "the out-of-descriptors warning", || log().contains("out of file descriptors"));
+    let before = cpu_ticks(agent.id());
+    std::thread::sleep(Duration::from_secs(1)); // measuring CPU over a second: the scenario, not a wait
+    let used = cpu_ticks(agent.id()) - before;
+    assert!(used < 30, "the accept loop spun: {used} ticks of CPU in 1 s");
+    drop(held);
+    wait_until(T, "accepts to resume", || post(&otlp, "/v1/traces", "application/x-protobuf", &otlp_body(1, 1)).0 == 200);
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
 }

@@ -92,8 +92,8 @@ fn a_change_can_end_the_agent() {
 fn a_failing_refresh_keeps_the_child_and_is_logged_once() {
     let moto = Moto::start();
     moto.put("/r/Y", "y-value-w4");
-    let proxy_port = free_port();
-    let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
+    let proxy = FaultProxy::start(&moto.endpoint(), &["none"]);
+    let proxy_port = proxy.port;
     let (mut agent, err) =
         spawn_agent(&proxy.endpoint(), &["--secret", "Y=/r/Y", "--refresh-interval", "200ms", "--secrets-timeout", "1s", "--", "sleep", "300"]);
     wait_until(Duration::from_secs(20), "the child to start", || err.lock().unwrap().contains("started child"));

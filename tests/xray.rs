@@ -21,21 +21,22 @@ fn traces_in_moto(moto: &Moto, ids: &[String]) -> Vec<(String, usize)> {
 #[test]
 fn every_requests_segment_reaches_xray() {
     let moto = Moto::start();
-    let (port, xray_port) = (free_port(), free_port());
-    let xray = format!("127.0.0.1:{xray_port}");
+    let app = AppListener::new();
+    let port = app.port;
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
     cmd.env_remove("AGENT_NO_XRAY").env("XRAY_ENABLED", "1").env("XRAY_SAMPLING", "false").args([
         "run",
         "--xray-address",
-        &xray,
+        "127.0.0.1:0",
         "--xray-flush-interval",
         "200ms",
         "--",
     ]);
-    example_app(&mut cmd, port);
+    example_app(&mut cmd, &app);
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
+    let xray = bound_address(&err, "receiving X-Ray segments");
     wait_app(port);
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -61,9 +62,7 @@ fn every_requests_segment_reaches_xray() {
 #[test]
 fn malformed_datagrams_are_counted_and_harm_nothing() {
     let moto = Moto::start();
-    let xray_port = free_port();
-    let xray = format!("127.0.0.1:{xray_port}");
-    let (mut agent, err) = agent_with_xray(&moto.endpoint(), &xray, true, &[]);
+    let (mut agent, err, xray) = agent_with_xray(&moto.endpoint(), true, &[]);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let good = r#"{"format":"json","version":1}
 {"trace_id":"1-5f84c7a1-1234567890abcdef01234567","id":"0123456789abcdef","name":"ok","start_time":1700000000.0,"end_time":1700000001.0}"#;
@@ -107,10 +106,9 @@ fn wait_in_moto(moto: &Moto, ids: &[String], within: Duration, what: &str) {
 #[test]
 fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
     let moto = Moto::start();
-    let proxy_port = free_port();
-    let proxy = FaultProxy::start_on(proxy_port, &moto.endpoint(), &["none"]);
-    let xray = format!("127.0.0.1:{}", free_port());
-    let (mut agent, err) = agent_with_xray(&proxy.endpoint(), &xray, true, &["--xray-buffer", "4MiB", "--xray-flush-interval", "100ms"]);
+    let proxy = FaultProxy::start(&moto.endpoint(), &["none"]);
+    let proxy_port = proxy.port;
+    let (mut agent, err, xray) = agent_with_xray(&proxy.endpoint(), true, &["--xray-buffer", "4MiB", "--xray-flush-interval", "100ms"]);
     // A first delivery sets up the exporter (AWS config, TLS roots); measure from there on.
     let dir = tempfile::tempdir().unwrap();
     let first = send_segments(&xray, 10, &dir.path().join("first"), 0);
@@ -156,14 +154,14 @@ fn xray_down_for_30s_keeps_memory_bounded_counts_drops_and_delivery_resumes() {
 #[test]
 fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
     let moto = Moto::start();
-    let xray = format!("127.0.0.1:{}", free_port());
+    let xray = "127.0.0.1:0";
     let dir = tempfile::tempdir().unwrap();
     let ids_file = dir.path().join("ids");
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, &moto.endpoint());
     // The child sends 400 segments through AWS_XRAY_DAEMON_ADDRESS (set by the agent), then idles.
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--"])
+        .args(["run", "--xray-address", xray, "--"])
         .arg(venv().join("bin/python"))
         .arg(repo().join("tests/aws/send_segments.py"))
         .args(["-", "400"])
@@ -186,8 +184,7 @@ fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
 
 /// The harness's stand-in for X-Ray's sampling APIs (moto has none); says "ready" when up.
 fn xray_stub(log: &std::path::Path) -> (std::process::Child, u16) {
-    let port = free_port();
-    let (c, _) = python_server("xray_stub.py", &[port.to_string(), log.display().to_string()]);
+    let (c, _, port) = python_server("xray_stub.py", &["0".to_string(), log.display().to_string()]);
     (c, port)
 }
 
@@ -197,8 +194,9 @@ fn sampling_client(address: &str) -> std::process::Output {
     run(c, T)
 }
 
-/// `agent run --xray-address XRAY [flags] -- sleep 300` against `endpoint`, once it receives.
-fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool, flags: &[&str]) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+/// `agent run --xray-address 127.0.0.1:0 [flags] -- sleep 300` against `endpoint`, once it
+/// receives; with the address it bound.
+fn agent_with_xray(endpoint: &str, credentials: bool, flags: &[&str]) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>, String) {
     let mut cmd = agent_cmd();
     aws_env(&mut cmd, endpoint);
     if !credentials {
@@ -208,7 +206,7 @@ fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool, flags: &[&str]
             .env("AWS_CONFIG_FILE", "/nonexistent/config");
     }
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", xray])
+        .args(["run", "--xray-address", "127.0.0.1:0"])
         .args(flags)
         .args(["--", "sleep", "300"])
         .stdin(Stdio::null())
@@ -217,7 +215,8 @@ fn agent_with_xray(endpoint: &str, xray: &str, credentials: bool, flags: &[&str]
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
     wait_until(Duration::from_secs(10), "the receiver", || err.lock().unwrap().contains("receiving X-Ray segments"));
-    (agent, err)
+    let xray = bound_address(&err, "receiving X-Ray segments");
+    (agent, err, xray)
 }
 
 /// An agent relaying to the sampling stub; stopped (with the stub) on drop.
@@ -236,8 +235,7 @@ impl SamplingSetup {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("upstream.jsonl");
         let (stub, stub_port) = xray_stub(&log);
-        let xray = format!("127.0.0.1:{}", free_port());
-        let (agent, err) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), &xray, credentials, &[]);
+        let (agent, err, xray) = agent_with_xray(&format!("http://127.0.0.1:{stub_port}"), credentials, &[]);
         SamplingSetup { _dir: dir, log, xray, stub, agent, err }
     }
 }
@@ -288,18 +286,28 @@ fn without_credentials_sampling_gets_503_and_nothing_is_forwarded() {
 
 #[test]
 fn health_can_turn_unhealthy_when_exports_keep_failing() {
-    let closed = format!("http://127.0.0.1:{}", free_port());
-    let xray = format!("127.0.0.1:{}", free_port());
+    let closed = Closed::new();
     let socket = socket_name("exports");
     let mut cmd = agent_cmd();
-    aws_env(&mut cmd, &closed);
+    aws_env(&mut cmd, &closed.endpoint());
     cmd.env_remove("AGENT_NO_XRAY")
-        .args(["run", "--xray-address", &xray, "--xray-flush-interval", "100ms", "--health-exports-failing", "1s", "--health-socket", &socket])
+        .args([
+            "run",
+            "--xray-address",
+            "127.0.0.1:0",
+            "--xray-flush-interval",
+            "100ms",
+            "--health-exports-failing",
+            "1s",
+            "--health-socket",
+            &socket,
+        ])
         .args(["--", "sleep", "300"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     let mut agent = cmd.spawn().unwrap();
+    let xray = bound_address(&collect(agent.stderr.take().unwrap()), "receiving X-Ray segments");
     let health = || {
         let mut c = agent_cmd();
         c.args(["health", "--socket", &socket]);
@@ -325,8 +333,7 @@ fn a_short_lived_app_still_gets_its_segment_delivered() {
     // The child sends one segment and exits at once, before the pipeline's threads would start
     // (100 ms): the agent finds the datagram waiting at shutdown, starts, and delivers it.
     let moto = Moto::start();
-    let xray_port = free_port();
-    let xray = format!("127.0.0.1:{xray_port}");
+    let xray = "127.0.0.1:0";
     let trace = "1-6560a0b0-0123456789abcdef01234567";
     let seg = format!(
         r#"{{"format":"json","version":1}}
@@ -341,11 +348,12 @@ fn a_short_lived_app_still_gets_its_segment_delivered() {
     cmd.env_remove("AGENT_NO_XRAY").args([
         "run",
         "--xray-address",
-        &xray,
+        xray,
         "--",
         "bash",
         "-c",
-        &format!("cat {} > /dev/udp/127.0.0.1/{xray_port}", file.display()),
+        // The address the agent bound, as the SDKs read it.
+        &format!("cat {} > \"/dev/udp/${{AWS_XRAY_DAEMON_ADDRESS%:*}}/${{AWS_XRAY_DAEMON_ADDRESS#*:}}\"", file.display()),
     ]);
     let start = std::time::Instant::now();
     let out = run(cmd, T);
@@ -360,8 +368,7 @@ fn put_trace_segments_requests_carry_a_valid_sigv4_signature() {
     // The OTLP test sink also answers PutTraceSegments, and checks signatures with botocore.
     let sink = Sink::start(&["--sigv4-secret", "testing"]);
     let dir = tempfile::tempdir().unwrap();
-    let xray = format!("127.0.0.1:{}", free_port());
-    let (mut agent, _err) = agent_with_xray(&sink.endpoint(), &xray, true, &["--xray-flush-interval", "100ms"]);
+    let (mut agent, _err, xray) = agent_with_xray(&sink.endpoint(), true, &["--xray-flush-interval", "100ms"]);
     let ids = send_segments(&xray, 3, &dir.path().join("ids"), 0);
     wait_until(T, "the segments at the stand-in", || {
         let docs: String = sink.requests().iter().map(|r| r["documents"].to_string()).collect();

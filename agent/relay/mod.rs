@@ -78,6 +78,8 @@ struct XrayPart {
 /// The OTLP part, bound.
 struct OtlpPart {
     listener: std::net::TcpListener,
+    /// Where it listens (the kernel's port for port 0).
+    address: SocketAddr,
     ingest: Arc<Ingest>,
     sinks: Vec<Upstream>,
     interval: Duration,
@@ -113,7 +115,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         let sockets = xray::bind(s)?;
         if s.address_set {
             // The SDKs read host:port for both the UDP segments and the TCP sampling endpoint.
-            env.set.push(("AWS_XRAY_DAEMON_ADDRESS".into(), s.address.to_string()));
+            env.set.push(("AWS_XRAY_DAEMON_ADDRESS".into(), sockets.address.to_string()));
         }
         let queue = Queue::new("X-Ray", "X-Ray segments", s.buffer, xray::LIMITS);
         Some(XrayPart { settings: s.clone(), sockets, queue })
@@ -126,8 +128,8 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         }
         if !upstreams.is_empty() {
             otlp = start_otlp(s, upstreams, &aws);
-            if otlp.is_some() {
-                let (set, remove) = s.child_env();
+            if let Some(o) = &otlp {
+                let (set, remove) = s.child_env(o.address);
                 env.set.extend(set);
                 env.remove.extend(remove);
             }
@@ -174,6 +176,7 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
             return None;
         }
     };
+    let address = listener.local_addr().unwrap_or(s.address);
     let mut sinks = Vec::new();
     for cfg in upstreams {
         let name = cfg.name();
@@ -187,8 +190,8 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
     }
     let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().map(|u| Queue::new(u.name.clone(), "OTLP spans", s.buffer, otlp::LIMITS)).collect();
     let names: Vec<&str> = sinks.iter().map(|u| u.name.as_str()).collect();
-    info!(address = %s.address, upstreams = %names.join(", "), "relaying OTLP spans");
-    Some(OtlpPart { listener, ingest: Arc::new(Ingest::new(queues, s.buffer)), sinks, interval: s.flush_interval })
+    info!(address = %address, upstreams = %names.join(", "), "relaying OTLP spans");
+    Some(OtlpPart { listener, address, ingest: Arc::new(Ingest::new(queues, s.buffer)), sinks, interval: s.flush_interval })
 }
 
 impl Relays {
@@ -276,13 +279,14 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
             source_tasks.push(tokio::spawn(xray::sampling::serve(l, sources.clone(), aws.clone())));
         }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let address = x.sockets.address;
         let (q, token, udp) = (x.queue.clone(), sources.clone(), x.sockets.udp);
         let spawned = std::thread::Builder::new().name("xray-receive".into()).spawn(move || {
             xray::receiver::receive(udp, q, token);
             let _ = done_tx.send(());
         });
         match spawned {
-            Ok(_) => receiver = Some((x.settings.address, done_rx)),
+            Ok(_) => receiver = Some((address, done_rx)),
             Err(e) => warn!(error = %e, "cannot start the X-Ray receiver thread; X-Ray segments are not received"),
         }
         let interval = x.settings.flush_interval;

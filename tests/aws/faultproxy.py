@@ -8,7 +8,7 @@ Usage: faultproxy.py LISTEN_PORT UPSTREAM_URL FAULT [COUNT] [ARG]
     slow N SECONDS            hold the first N requests SECONDS before forwarding
     drop N                    close the first N connections without an answer
     rate RPS                  allow RPS requests per second (token bucket), throttle the rest
-It prints "ready" once listening, and on stdin EOF or SIGTERM prints "requests=N faults=M" and exits.
+It prints "ready PORT" once listening, and on stdin EOF or SIGTERM prints "requests=N faults=M" and exits.
 """
 import http.client
 import http.server
@@ -103,6 +103,6 @@ def finish(*_):
 
 signal.signal(signal.SIGTERM, finish)
 threading.Thread(target=server.serve_forever, daemon=True).start()
-print("ready", flush=True)
+print("ready", server.server_address[1], flush=True)
 sys.stdin.read()
 finish()

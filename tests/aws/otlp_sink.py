@@ -8,7 +8,7 @@ botocore from the request as received). With --fail-for S it answers --status (5
 first S seconds, with --retry-after if given, and logs those refusals too.
 
 Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY]
-Prints "ready" once listening; runs until killed.
+Prints "ready PORT" once listening (PORT 0: the kernel chooses); runs until killed.
 """
 import argparse
 import gzip
@@ -106,5 +106,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-print("ready", flush=True)
+print("ready", server.server_address[1], flush=True)
 server.serve_forever()

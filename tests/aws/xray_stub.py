@@ -1,7 +1,7 @@
 """A stand-in for X-Ray's sampling APIs, which moto does not have (and PutTraceSegments, so one
 endpoint serves the agent). Records every request's path and Authorization header, one JSON
 object per line, in LOG_FILE, and answers with a fixed rule set.
-Usage: xray_stub.py PORT LOG_FILE   (prints "ready"; runs until killed)"""
+Usage: xray_stub.py PORT LOG_FILE   (prints "ready PORT"; runs until killed)"""
 import http.server
 import json
 import sys
@@ -36,5 +36,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-print("ready", flush=True)
+print("ready", server.server_address[1], flush=True)
 server.serve_forever()

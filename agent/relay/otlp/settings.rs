@@ -242,11 +242,12 @@ impl Settings {
         port == self.address.port() && (local || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.address.ip()))
     }
 
-    /// What the app's environment becomes while relaying: its exporter points at the agent, over
-    /// HTTP/protobuf, and the upstream's headers (the Honeycomb key) are taken away.
-    pub fn child_env(&self) -> (Vec<(String, String)>, Vec<String>) {
+    /// What the app's environment becomes while relaying: its exporter points at the agent (at
+    /// `bound`, the address the receiver got), over HTTP/protobuf, and the upstream's headers
+    /// (the Honeycomb key) are taken away.
+    pub fn child_env(&self, bound: SocketAddr) -> (Vec<(String, String)>, Vec<String>) {
         let set = vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{}", self.address)),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{bound}")),
             ("OTEL_EXPORTER_OTLP_PROTOCOL".to_string(), "http/protobuf".to_string()),
         ];
         let remove = [

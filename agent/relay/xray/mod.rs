@@ -44,6 +44,8 @@ pub struct XraySettings {
 pub struct Sockets {
     pub udp: std::net::UdpSocket,
     pub sampling: Option<std::net::TcpListener>,
+    /// The bound address: the configured one, with the port the kernel chose for port 0.
+    pub address: SocketAddr,
 }
 
 /// Binds the UDP socket and the sampling listener. A taken address (the X-Ray daemon sidecar is
@@ -56,15 +58,18 @@ pub fn bind(cfg: &XraySettings) -> Option<Sockets> {
             return None;
         }
     };
-    let sampling = match sampling::bind(cfg.address) {
+    // Port 0 (tests, several agents on a laptop): the kernel's choice, for the sampling
+    // endpoint and the app alike.
+    let address = udp.local_addr().unwrap_or(cfg.address);
+    let sampling = match sampling::bind(address) {
         Ok(l) => Some(l),
         Err(e) => {
-            warn!(address = %cfg.address, error = %e, "cannot serve X-Ray sampling requests (TCP); segments are still received");
+            warn!(address = %address, error = %e, "cannot serve X-Ray sampling requests (TCP); segments are still received");
             None
         }
     };
     let rcvbuf = receiver::set_rcvbuf(&udp, cfg.rcvbuf);
     udp.set_read_timeout(Some(receiver::READ_TIMEOUT)).ok()?;
-    info!(address = %cfg.address, rcvbuf, "receiving X-Ray segments");
-    Some(Sockets { udp, sampling })
+    info!(address = %address, rcvbuf, "receiving X-Ray segments");
+    Some(Sockets { udp, sampling, address })
 }
