@@ -13,7 +13,10 @@ need_debs() {
 }
 
 # Builds the static agent and prints its path.
+# The agent to measure: AGENT_BIN if set (to compare two builds, say a commit before a change),
+# else the static release binary, built now.
 static_agent() {
+  if [ -n "${AGENT_BIN:-}" ]; then echo "$AGENT_BIN"; return; fi
   scripts/build-static >/dev/null 2>&1
   echo "$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/agent"
 }
