@@ -27,7 +27,9 @@ use crate::relay::batcher::{Sent, Sink};
 
 /// The PutTraceSegments sink.
 pub struct PutTraceSegments {
-    client: Result<HttpClient, String>,
+    /// Made on the first send: loading the system's root certificates costs about a megabyte,
+    /// which an app that never sends a segment should not pay (idle RSS, BENCHMARKS.md).
+    client: Option<Result<HttpClient, String>>,
     signer: Signer,
     aws: Shared,
 }
@@ -80,13 +82,16 @@ fn retry_or_fail(e: SignError, batch: Vec<String>) -> Sent<String> {
 
 impl PutTraceSegments {
     pub fn new(aws: Shared) -> Self {
-        // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
-        let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
-        PutTraceSegments { client: aws_http::client(plain), signer: Signer::new("xray"), aws }
+        PutTraceSegments { client: None, signer: Signer::new("xray"), aws }
     }
 
     async fn put(&mut self, batch: Vec<String>) -> Sent<String> {
-        let client = match &self.client {
+        let client = self.client.get_or_insert_with(|| {
+            // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
+            let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
+            aws_http::client(plain)
+        });
+        let client = match client {
             Ok(c) => c.clone(),
             Err(e) => return Sent::Failed { reason: format!("PutTraceSegments: {e}") },
         };
