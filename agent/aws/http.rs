@@ -151,3 +151,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Sends `req` and reads the answer (its first MiB), all within `timeout`; on failure, one line
+/// naming `who`: "who: no answer within 5s", "who: connection refused…".
+pub async fn exchange(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+    who: &str,
+) -> Result<(http::response::Parts, Bytes), String> {
+    use http_body_util::{BodyExt, Limited};
+    let answer = tokio::time::timeout(timeout, async {
+        let resp = client.request(req).await.map_err(|e| format!("{who}: {}", error_chain(&e)))?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Ok::<_, String>((parts, body))
+    })
+    .await;
+    answer.unwrap_or_else(|_| Err(format!("{who}: no answer within {}", humantime::format_duration(timeout))))
+}

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
 use super::message::{self, Chunk, Format};
 use super::settings::{Kind, UpstreamConfig};
-use crate::aws::http::{self as aws_http, error_chain, HttpClient, SignError, Signer};
+use crate::aws::http::{self as aws_http, HttpClient, SignError, Signer};
 use crate::aws::Shared;
 use crate::relay::batcher::{Sent, Sink};
 
@@ -76,21 +76,9 @@ impl Upstream {
                 return if e.retry { Sent::Retry { batch, reason: e.message, after: None } } else { Sent::Failed { reason: e.message } };
             }
         }
-        let timeout = self.cfg.timeout;
-        let answer = tokio::time::timeout(timeout, async {
-            let resp = self.client.request(req).await.map_err(|e| format!("{}: {}", self.name, error_chain(&e)))?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, String>((parts, body))
-        })
-        .await;
-        let (parts, body) = match answer {
-            Err(_) => {
-                let reason = format!("{}: no answer within {}", self.name, humantime::format_duration(timeout));
-                return Sent::Retry { batch, reason, after: None };
-            }
-            Ok(Err(reason)) => return Sent::Retry { batch, reason, after: None },
-            Ok(Ok(a)) => a,
+        let (parts, body) = match aws_http::exchange(&self.client, req, self.cfg.timeout, &self.name).await {
+            Ok(a) => a,
+            Err(reason) => return Sent::Retry { batch, reason, after: None },
         };
         let status = parts.status;
         if status.is_success() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde::Deserialize;
 
 use crate::aws::http::{self as aws_http, HttpClient, SignError, Signer};
@@ -120,20 +120,9 @@ impl PutTraceSegments {
         if let Err(e) = self.signer.sign(sdk, &mut req, &body).await {
             return retry_or_fail(e, batch);
         }
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let resp = client.request(req).await.map_err(|e| format!("PutTraceSegments: {}", aws_http::error_chain(&e)))?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, String>((parts, body))
-        })
-        .await;
-        let (parts, body) = match answer {
-            Err(_) => {
-                let reason = format!("PutTraceSegments: no answer within {}", humantime::format_duration(CALL_TIMEOUT));
-                return retry(batch, reason);
-            }
-            Ok(Err(reason)) => return retry(batch, reason),
-            Ok(Ok(a)) => a,
+        let (parts, body) = match aws_http::exchange(&client, req, CALL_TIMEOUT, "PutTraceSegments").await {
+            Err(reason) => return retry(batch, reason),
+            Ok(a) => a,
         };
         if !parts.status.is_success() {
             let err: ApiError = serde_json::from_slice(&body).unwrap_or_default();
