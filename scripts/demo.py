@@ -72,13 +72,14 @@ def start_moto(venv_bin):
 
 def start_otlp_backend(venv_bin):
     """A local OTLP/HTTP backend standing in for Honeycomb: it logs every request it gets."""
-    port = free_port()
     log = os.path.join(tempfile.mkdtemp(prefix="agent-demo-"), "otlp-requests.jsonl")
+    # Port 0: it binds a free port and says which ("ready PORT").
     proc = subprocess.Popen([os.path.join(venv_bin, "python"), os.path.join(ROOT, "tests", "aws", "otlp_sink.py"),
-                             str(port), log], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    if proc.stdout.readline().strip() != "ready":
+                             "0", log], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    words = proc.stdout.readline().split()
+    if len(words) != 2 or words[0] != "ready":
         raise SystemExit("demo: the OTLP backend did not start")
-    return proc, f"http://127.0.0.1:{port}", log
+    return proc, f"http://127.0.0.1:{words[1]}", log
 
 
 def xray_traces(endpoint, ids):

@@ -182,7 +182,7 @@ fn segments_sent_before_the_app_exits_are_delivered_after_sigterm() {
     wait_in_moto(&moto, &ids, Duration::from_secs(20), "every segment in X-Ray");
 }
 
-/// The harness's stand-in for X-Ray's sampling APIs (moto has none); says "ready" when up.
+/// The harness's stand-in for X-Ray's sampling APIs (moto has none), on a port it chose.
 fn xray_stub(log: &std::path::Path) -> (std::process::Child, u16) {
     let (c, _, port) = python_server("xray_stub.py", &["0".to_string(), log.display().to_string()]);
     (c, port)
