@@ -98,7 +98,7 @@ impl<T: Item> Queue<T> {
     }
 
     /// Everything still waiting, emptied out; how many things it held.
-    fn clear(&self) -> u64 {
+    pub fn clear(&self) -> u64 {
         let mut b = self.lock();
         let n = b.count();
         b.take(usize::MAX);
