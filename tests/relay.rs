@@ -81,20 +81,27 @@ fn sigterm_right_after_xray_segments_with_xray_to_otlp_delivers_every_one() {
     }
 }
 
-#[test]
-fn sigterm_right_after_otlp_spans_delivers_every_one() {
-    let sink = Sink::start(&[]);
+/// The agent relaying to `sink`, flushing only at shutdown (a 1 h interval), its app
+/// `otlp_send.py COUNT OUT` (then `after`, if any); with the app's output directory.
+fn agent_with_otlp_sender(sink: &Sink, count: usize, after: &[&str]) -> (Child, Log, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = agent_cmd();
     otlp_env(&mut cmd, &sink.endpoint());
-    // A long flush interval: only the shutdown flush can deliver them.
     cmd.args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "1h", "--"])
         .arg(venv().join("bin/python"))
         .arg(repo().join("tests/aws/otlp_send.py"))
-        .arg("20")
+        .arg(count.to_string())
         .arg(out.path())
-        .args(["then-exec", "sleep", "300"]);
-    let (mut agent, err) = spawn(cmd);
+        .args(after);
+    let (agent, err) = spawn(cmd);
+    (agent, err, out)
+}
+
+#[test]
+fn sigterm_right_after_otlp_spans_delivers_every_one() {
+    let sink = Sink::start(&[]);
+    // Only the shutdown flush can deliver them.
+    let (mut agent, err, out) = agent_with_otlp_sender(&sink, 20, &["then-exec", "sleep", "300"]);
     let ids = out.path().join("ids");
     wait_until(T, "the app to send its spans", || ids.exists());
     signal(agent.id(), libc::SIGTERM);
@@ -108,15 +115,7 @@ fn sigterm_right_after_otlp_spans_delivers_every_one() {
 #[test]
 fn an_app_that_exits_right_after_sending_loses_nothing() {
     let sink = Sink::start(&[]);
-    let out = tempfile::tempdir().unwrap();
-    let mut cmd = agent_cmd();
-    otlp_env(&mut cmd, &sink.endpoint());
-    cmd.args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "1h", "--"])
-        .arg(venv().join("bin/python"))
-        .arg(repo().join("tests/aws/otlp_send.py"))
-        .arg("15")
-        .arg(out.path());
-    let (mut agent, err) = spawn(cmd);
+    let (mut agent, err, out) = agent_with_otlp_sender(&sink, 15, &[]);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0));
     let log = whole_log(&err);
     sink.wait_for_ids(&lines(&out.path().join("ids")), Duration::from_secs(5), "every span at the upstream");
