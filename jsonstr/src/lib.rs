@@ -26,53 +26,107 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// How many bytes each byte adds when escaped.
-const EXTRA: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = match ESCAPE[i] {
-            0 => 0,
-            b'u' => 5,
-            _ => 1,
-        };
-        i += 1;
-    }
-    t
-};
+/// How much text is escaped per reservation: room for its worst case (every byte as `\u00XX`,
+/// 6 KiB) is reserved before each piece, so a buffer sized for the usual case is not grown.
+const PIECE: usize = 1024;
 
-/// Appends `s` as a JSON string literal, quotes included. Two passes: the escaped length first
-/// (a table sum the compiler vectorizes), then each byte written into place, with no growth
-/// checks and no small copies. Never inlined: inlined into the agent's code it would be
-/// optimized for size again, as part of its caller.
+/// Appends `s` as a JSON string literal, quotes included, in one pass. Room for a piece's worst
+/// case is reserved first, so nothing is checked or grown per byte. On x86_64, 16 bytes at a
+/// time (SSE2, which every x86_64 has): bytes up to the first one that needs escaping are
+/// copied with one store, that byte is escaped, and the scan goes on after it; segment
+/// documents have a `"` every few bytes, so this is what most of the time goes to. Never
+/// inlined: inlined into the agent's code it would be optimized for size again, as part of its
+/// caller.
 #[inline(never)]
 pub fn push(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    let extra: usize = bytes.iter().map(|&b| EXTRA[b as usize] as usize).sum();
-    let base = out.len();
-    out.resize(base + bytes.len() + extra + 2, 0);
-    let dst = &mut out[base..];
-    dst[0] = b'"';
-    let mut j = 1;
-    for &b in bytes {
-        match ESCAPE[b as usize] {
-            0 => {
-                dst[j] = b;
-                j += 1;
+    out.push(b'"');
+    // A piece may end inside a UTF-8 sequence: bytes of 0x80 and above are copied as they are.
+    for piece in s.as_bytes().chunks(PIECE) {
+        out.reserve(piece.len() * 6);
+        let base = out.len();
+        // SAFETY: `reserve` made room for 6 bytes per input byte past `base`; every write below
+        // stays within that (the 16-byte stores included: see `Writer::simd`), and only bytes
+        // written are exposed by `set_len`. What is written keeps `s` valid UTF-8: its bytes
+        // as they are and ASCII escapes.
+        unsafe {
+            let mut w = Writer { dst: out.as_mut_ptr().add(base), start: out.as_mut_ptr().add(base) };
+            #[cfg(target_arch = "x86_64")]
+            let mut i = w.simd(piece);
+            #[cfg(not(target_arch = "x86_64"))]
+            let mut i = 0;
+            while i < piece.len() {
+                w.one(piece[i]);
+                i += 1;
             }
+            out.set_len(base + w.written());
+        }
+    }
+    out.push(b'"');
+}
+
+struct Writer {
+    dst: *mut u8,
+    start: *mut u8,
+}
+
+impl Writer {
+    unsafe fn byte(&mut self, b: u8) {
+        self.dst.write(b);
+        self.dst = self.dst.add(1);
+    }
+
+    fn written(&self) -> usize {
+        // SAFETY: both point into the same allocation, `dst` at or after `start`.
+        unsafe { self.dst.offset_from(self.start) as usize }
+    }
+
+    /// Writes one byte, escaped if it must be.
+    #[inline(always)]
+    unsafe fn one(&mut self, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match ESCAPE[b as usize] {
+            0 => self.byte(b),
             b'u' => {
-                dst[j..j + 6].copy_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
-                j += 6;
+                for c in [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]] {
+                    self.byte(c);
+                }
             }
             e => {
-                dst[j] = b'\\';
-                dst[j + 1] = e;
-                j += 2;
+                self.byte(b'\\');
+                self.byte(e);
             }
         }
     }
-    dst[j] = b'"';
+
+    /// Writes `src` 16 bytes at a time while at least 16 are left; returns how far it got.
+    /// Each 16-byte store may run past what is kept (`dst` moves on only by the clean bytes),
+    /// but stays within the reservation: with k ≥ 16 input bytes left, 6 per input byte remain
+    /// reserved, and 6k ≥ 16.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn simd(&mut self, src: &[u8]) -> usize {
+        use std::arch::x86_64::*;
+        let (quote, backslash, space) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8), _mm_set1_epi8(0x1f));
+        let mut i = 0;
+        while i + 16 <= src.len() {
+            let v = _mm_loadu_si128(src.as_ptr().add(i).cast());
+            _mm_storeu_si128(self.dst.cast(), v);
+            // Control characters: v <= 0x1f unsigned, that is min(v, 0x1f) == v.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, space), v);
+            let special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)), control);
+            let mask = _mm_movemask_epi8(special) as u32;
+            if mask == 0 {
+                self.dst = self.dst.add(16);
+                i += 16;
+            } else {
+                let k = mask.trailing_zeros() as usize;
+                self.dst = self.dst.add(k);
+                self.one(src[i + k]);
+                i += k + 1;
+            }
+        }
+        i
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +144,9 @@ mod tests {
         for s in ["", "plain", r#"{"a":"b\"c","d":[1,2]}"#, "tab\there\nline\r\u{0}\u{1f}\u{7f}", "ünïcødé ✓ 🚀", "back\\slash"] {
             assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
         }
+        // Longer than a piece, with characters that straddle the piece boundaries.
+        let long = "é\"ab🚀\n".repeat(400);
+        assert_eq!(ours(&long), serde_json::to_string(&long).unwrap());
     }
 
     proptest! {
@@ -98,6 +155,13 @@ mod tests {
             let out = ours(&s);
             prop_assert_eq!(&out, &serde_json::to_string(&s).unwrap());
             prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+
+        /// Long texts dense with bytes to escape, so escapes fall at every place of a 16-byte
+        /// block, at block edges and in the tail.
+        #[test]
+        fn long_texts_full_of_escapes_match_serde_json(s in "([a-z\"\\\\\u{0}-\u{1f}é🚀]{0,3}[a-z]{0,20}){0,40}") {
+            prop_assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
         }
     }
 }
