@@ -72,7 +72,7 @@ pub struct Report {
 struct XrayPart {
     settings: XraySettings,
     sockets: xray::Sockets,
-    queue: Arc<Queue<String>>,
+    queue: Arc<Queue<xray::segments::Segments>>,
 }
 
 /// The OTLP part, bound.

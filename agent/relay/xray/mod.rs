@@ -13,6 +13,7 @@
 pub mod datagram;
 pub mod receiver;
 pub mod sampling;
+pub mod segments;
 pub mod sink;
 pub mod to_otlp;
 
@@ -25,7 +26,8 @@ use super::batcher::Limits;
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:2000";
 
-/// PutTraceSegments takes 50 documents a call at most; a full batch goes at once.
+/// PutTraceSegments takes 50 documents a call at most; a full batch goes at once. (A queue item
+/// is a `Segments` of at most 16, so a batch is 48 to 50 documents.)
 pub const LIMITS: Limits = Limits { ready: 50, items: 50, count: 50, bytes: usize::MAX };
 
 #[derive(Debug, Clone)]

@@ -12,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::datagram;
+use super::segments::Segments;
 use crate::relay::batcher::Queue;
 use crate::relay::counters::Counters;
 
 /// Datagrams read per `recvmmsg` call: a burst costs one wake-up and one buffer lock.
 const SLOTS: usize = 16;
+// One read's segments are one queue item, and a batch takes whole items: one must fit a batch.
+const _: () = assert!(SLOTS as u64 <= super::LIMITS.count);
 const SLOT_SIZE: usize = 65536;
 /// How long the receiver lets datagrams gather after draining the socket (the receive buffer
 /// holds far more than arrives in this time). At 20,000/s a wake-up per datagram was a sixth of
@@ -73,21 +76,22 @@ impl Slots {
 /// Checks datagrams and pushes the segments; rejects are counted on the queue (they were
 /// received) and each kind is logged once.
 struct Intake {
-    queue: Arc<Queue<String>>,
+    queue: Arc<Queue<Segments>>,
     seen_rejects: HashSet<datagram::Reject>,
-    segments: Vec<String>,
 }
 
 impl Intake {
     fn take(&mut self, slots: &Slots, n: usize) {
         let mut rejected = 0;
+        let bytes = (0..n).map(|i| slots.datagram(i).len()).sum();
+        let mut segments = Segments::with_capacity(n, bytes);
         for i in 0..n {
             let d = slots.datagram(i);
             if d.is_empty() {
                 continue; // the wake-up at shutdown; never a segment
             }
             match datagram::parse(d) {
-                Ok(body) => self.segments.push(body.to_string()),
+                Ok(body) => segments.push(body),
                 Err(r) => {
                     rejected += 1;
                     if self.seen_rejects.insert(r) {
@@ -100,17 +104,17 @@ impl Intake {
             Counters::add(&self.queue.counters.received, rejected);
             Counters::add(&self.queue.counters.rejected, rejected);
         }
-        if !self.segments.is_empty() {
-            self.queue.push(self.segments.drain(..));
+        if !segments.is_empty() {
+            self.queue.push([segments]);
         }
     }
 }
 
 /// The receiver thread's body: reads until `stop`, then drains the socket.
-pub fn receive(socket: std::net::UdpSocket, queue: Arc<Queue<String>>, stop: CancellationToken) {
+pub fn receive(socket: std::net::UdpSocket, queue: Arc<Queue<Segments>>, stop: CancellationToken) {
     let fd = socket.as_raw_fd();
     let mut slots = Slots::new();
-    let mut intake = Intake { queue, seen_rejects: HashSet::new(), segments: Vec::with_capacity(SLOTS) };
+    let mut intake = Intake { queue, seen_rejects: HashSet::new() };
     while !stop.is_cancelled() {
         let n = slots.recv(fd, true);
         intake.take(&slots, n);

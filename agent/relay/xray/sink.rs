@@ -21,9 +21,11 @@ use http::{header, HeaderValue, Method, Request};
 use http_body_util::Full;
 use serde::Deserialize;
 
+use super::segments::Segments;
 use crate::aws::http::{self as aws_http, HttpClient, SignError, Signer};
 use crate::aws::Shared;
 use crate::relay::batcher::{Sent, Sink};
+use crate::relay::buffer::Item;
 
 /// The PutTraceSegments sink.
 pub struct PutTraceSegments {
@@ -68,11 +70,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A failure that may pass: the whole batch is kept (all such failures are one kind of problem,
 /// logged once).
-fn retry(batch: Vec<String>, reason: impl std::fmt::Display) -> Sent<String> {
+fn retry(batch: Vec<Segments>, reason: impl std::fmt::Display) -> Sent<Segments> {
     Sent::Retry { batch, reason: format!("X-Ray is not taking segments: {reason}"), after: None }
 }
 
-fn retry_or_fail(e: SignError, batch: Vec<String>) -> Sent<String> {
+fn retry_or_fail(e: SignError, batch: Vec<Segments>) -> Sent<Segments> {
     if e.retry {
         retry(batch, e.message)
     } else {
@@ -85,7 +87,7 @@ impl PutTraceSegments {
         PutTraceSegments { client: None, signer: Signer::new("xray"), aws }
     }
 
-    async fn put(&mut self, batch: Vec<String>) -> Sent<String> {
+    async fn put(&mut self, batch: Vec<Segments>) -> Sent<Segments> {
         let client = self.client.get_or_insert_with(|| {
             // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
             let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
@@ -100,9 +102,11 @@ impl PutTraceSegments {
             Ok(u) => u,
             Err(e) => return retry_or_fail(e, batch),
         };
-        let mut body = Vec::with_capacity(batch.iter().map(|d| d.len() + 8).sum::<usize>() + 32);
+        // Room for the usual escaping (a `"` in ten bytes) and jsonstr's reservation for a piece,
+        // so the body is not grown (and copied) while it is written.
+        let mut body = Vec::with_capacity(batch.iter().map(|s| s.bytes() * 11 / 10 + s.len() * 8).sum::<usize>() + 8 * 1024);
         body.extend_from_slice(b"{\"TraceSegmentDocuments\":[");
-        for (i, doc) in batch.iter().enumerate() {
+        for (i, doc) in batch.iter().flat_map(Segments::iter).enumerate() {
             if i > 0 {
                 body.push(b',');
             }
@@ -144,31 +148,32 @@ impl PutTraceSegments {
             };
         }
         let answer: Answer = serde_json::from_slice(&body).unwrap_or_default();
-        let mut retry = Vec::new();
+        let mut retry = Segments::default();
         let mut refused = 0;
         let mut reason = String::new();
         for u in answer.unprocessed_trace_segments {
             let code = u.error_code.unwrap_or_else(|| "unknown".into());
             let transient = code.contains("Throttl") || code.starts_with('5');
-            let doc =
-                u.id.as_deref()
-                    .and_then(|id| batch.iter().find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id)));
+            let doc = u.id.as_deref().and_then(|id| {
+                batch.iter().flat_map(Segments::iter).find(|d| serde_json::from_str::<IdOnly>(d).ok().and_then(|x| x.id).as_deref() == Some(id))
+            });
             match (transient, doc) {
-                (true, Some(d)) => retry.push(d.clone()),
+                (true, Some(d)) => retry.push(d),
                 _ => {
                     refused += 1;
                     reason = format!("{code}: {}", u.message.unwrap_or_default());
                 }
             }
         }
+        let retry = if retry.is_empty() { Vec::new() } else { vec![retry] };
         Sent::Done { rejected: refused, retry, reason }
     }
 }
 
 impl Sink for PutTraceSegments {
-    type Item = String;
+    type Item = Segments;
 
-    fn send(&mut self, batch: Vec<String>) -> impl std::future::Future<Output = Sent<String>> + Send {
+    fn send(&mut self, batch: Vec<Segments>) -> impl std::future::Future<Output = Sent<Segments>> + Send {
         self.put(batch)
     }
 }

@@ -194,7 +194,7 @@ fn walk(obj: &Map<String, Value>, trace: &[u8], parent: Vec<u8>, segment: bool, 
 }
 
 /// Documents → one request (a resource per service name), and what was skipped, by reason.
-pub fn request(docs: &[String]) -> (ExportTraceServiceRequest, Vec<Skip>) {
+pub fn request<'a>(docs: impl IntoIterator<Item = &'a str>) -> (ExportTraceServiceRequest, Vec<Skip>) {
     let mut by_service: Vec<(String, Vec<Span>)> = Vec::new();
     let mut skipped = Vec::new();
     for doc in docs {
@@ -235,10 +235,10 @@ pub fn request(docs: &[String]) -> (ExportTraceServiceRequest, Vec<Skip>) {
 pub struct ToOtlp(pub std::sync::Arc<crate::relay::otlp::Ingest>);
 
 impl crate::relay::batcher::Sink for ToOtlp {
-    type Item = String;
+    type Item = super::segments::Segments;
 
-    async fn send(&mut self, batch: Vec<String>) -> crate::relay::batcher::Sent<String> {
-        let (request, skipped) = request(&batch);
+    async fn send(&mut self, batch: Vec<Self::Item>) -> crate::relay::batcher::Sent<Self::Item> {
+        let (request, skipped) = request(batch.iter().flat_map(|s| s.iter()));
         self.0.accept(request, None, false);
         crate::relay::batcher::Sent::Done {
             rejected: skipped.len() as u64,
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(convert(r#"{"id":"70de5b6f19ff9a0a","trace_id":"2-581cf771-a006649127e371903a2de979","name":"x"}"#).unwrap_err(), Skip::BadIds);
         assert_eq!(convert(r#"{"id":"short","trace_id":"1-581cf771-a006649127e371903a2de979","name":"x"}"#).unwrap_err(), Skip::BadIds);
         assert_eq!(convert("[1,2]").unwrap_err(), Skip::NotJson);
-        let (req, skipped) = request(&[FLASK.to_string(), "nope".to_string()]);
+        let (req, skipped) = request([FLASK, "nope"]);
         assert_eq!(req.resource_spans.len(), 1);
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 3);
         assert_eq!(skipped, [Skip::NotJson]);
