@@ -1,6 +1,6 @@
 //! HTTP to AWS for the trace relays: one HTTPS client (hyper on rustls with ring and the system's
-//! root certificates, as the SDK's), and SigV4 signing with the AWS SDK's own signer and the
-//! SDK configuration's credential chain (task role, environment, profile).
+//! root certificates, as the SDK's), and SigV4 signing (`sigv4.rs`) with the SDK
+//! configuration's credential chain (task role, environment, profile).
 //!
 //! Used where the relays' volume makes the SDK's per-call machinery the main cost, or where there
 //! is no SDK operation: PutTraceSegments (X-Ray segments; the SDK's request serialization cost
@@ -15,6 +15,8 @@ use http::{header, HeaderValue, Request, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+
+use super::sigv4;
 
 pub type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 pub type HttpClient = Client<Https, Full<Bytes>>;
@@ -60,11 +62,12 @@ pub struct Signer {
     region: String,
     base: String,
     credentials: Option<Credentials>,
+    keys: sigv4::KeyCache,
 }
 
 impl Signer {
     pub fn new(service: &'static str) -> Signer {
-        Signer { service, region: String::new(), base: String::new(), credentials: None }
+        Signer { service, region: String::new(), base: String::new(), credentials: None, keys: sigv4::KeyCache::default() }
     }
 
     /// `path` on the service's endpoint: `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`,
@@ -98,7 +101,10 @@ impl Signer {
                 return Err(fail(format!("{}: no AWS credentials provider", self.service)));
             };
             match provider.provide_credentials().await {
-                Ok(c) => self.credentials = Some(c),
+                Ok(c) => {
+                    self.credentials = Some(c);
+                    self.keys.clear();
+                }
                 Err(e) => {
                     return Err(SignError {
                         retry: true,
@@ -111,31 +117,22 @@ impl Signer {
                 }
             }
         }
-        let identity = self.credentials.clone().expect("set above").into();
+        let c = self.credentials.as_ref().expect("set above");
+        let keys = sigv4::Keys { access_key_id: c.access_key_id(), secret_access_key: c.secret_access_key(), session_token: c.session_token() };
         let cannot = |e: &dyn std::fmt::Display| fail(format!("{}: cannot sign: {e}", self.service));
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(SystemTime::now())
-            .settings(aws_sigv4::http_request::SigningSettings::default())
-            .build()
-            .map_err(|e| cannot(&e))?
-            .into();
-        let uri = req.uri().to_string();
+        let signed = sigv4::sign(&mut self.keys, &keys, &self.region, self.service, req.uri(), body, SystemTime::now()).map_err(|e| cannot(&e))?;
         let host = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        req.headers_mut().insert(header::HOST, HeaderValue::from_str(&host).map_err(|e| cannot(&e))?);
-        let headers: Vec<(String, String)> =
-            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
-        let signable = aws_sigv4::http_request::SignableRequest::new(
-            req.method().as_str(),
-            uri,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            aws_sigv4::http_request::SignableBody::Bytes(body),
-        )
-        .map_err(|e| cannot(&e))?;
-        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params).map_err(|e| cannot(&e))?.into_parts();
-        instructions.apply_to_request_http1x(req);
+        let h = req.headers_mut();
+        h.insert(header::HOST, HeaderValue::from_str(&host).map_err(|e| cannot(&e))?);
+        h.insert("x-amz-date", HeaderValue::from_str(&signed.amz_date).map_err(|e| cannot(&e))?);
+        if let Some(token) = signed.security_token {
+            let mut v = HeaderValue::from_str(&token).map_err(|_| cannot(&"the session token is not a valid header value"))?;
+            v.set_sensitive(true);
+            h.insert("x-amz-security-token", v);
+        }
+        let mut v = HeaderValue::from_str(&signed.authorization).map_err(|e| cannot(&e))?;
+        v.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, v);
         Ok(())
     }
 }

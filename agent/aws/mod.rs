@@ -4,6 +4,7 @@
 //! for why ring). Callers choose only the retry policy and how long one attempt may take.
 
 pub mod http;
+pub mod sigv4;
 
 use std::time::Duration;
 
