@@ -199,7 +199,9 @@ fn layered_list<T, E: std::fmt::Display>(
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Vec<T>, ConfigError> {
     let (items, from_cli) = if !cli.is_empty() { (cli, true) } else { (file.map_or(&[][..], |v| v), false) };
-    items.iter().filter(|s| !s.trim().is_empty()).map(|s| parse(s).map_err(|e| key.error(from_cli, e))).collect()
+    // An empty item (`--rewrite-signal ''`, `A,,B`) is refused, as dumb-init refuses an empty
+    // rewrite: it is a typo more often than a wish for nothing.
+    items.iter().map(|s| parse(s).map_err(|e| key.error(from_cli, e))).collect()
 }
 
 /// Parses durations the way people write them: `500ms`, `25s`, `5m`, `1h 30m`.

@@ -106,6 +106,8 @@ pub struct Rewrite {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RewriteError {
+    #[error("an empty rule; write FROM:TO (for example TERM:QUIT or WINCH:drop)")]
+    Empty,
     #[error("{0:?} is not FROM:TO (for example TERM:QUIT or WINCH:drop)")]
     Shape(String),
     #[error("in {0:?}: {1}")]
@@ -118,6 +120,9 @@ impl FromStr for Rewrite {
     type Err = RewriteError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err(RewriteError::Empty);
+        }
         let (from, to) = s.split_once(':').ok_or_else(|| RewriteError::Shape(s.to_string()))?;
         let sig = |x: &str| x.parse::<Signo>().map_err(|e| RewriteError::Signal(s.to_string(), e));
         let from = sig(from)?;
@@ -171,6 +176,7 @@ mod tests {
         assert_eq!(t.apply(Signo(libc::SIGWINCH)), None);
         assert_eq!(t.apply(Signo(libc::SIGHUP)), Some(Signo(libc::SIGHUP)));
         assert!(matches!("TERM".parse::<Rewrite>(), Err(RewriteError::Shape(_))));
+        assert_eq!("".parse::<Rewrite>(), Err(RewriteError::Empty));
         assert!(matches!("CHLD:TERM".parse::<Rewrite>(), Err(RewriteError::NotForwarded(..))));
         assert!(matches!("TERM:BOGUS".parse::<Rewrite>(), Err(RewriteError::Signal(..))));
     }

@@ -98,6 +98,13 @@ fn agent_errors_use_documented_codes() {
     assert_eq!(code(&out, "bad duration"), 78);
     assert!(stderr(&out).contains("--stop-timeout (or AGENT_STOP_TIMEOUT)") && stderr(&out).contains("\"soon\""), "{}", stderr(&out));
 
+    // Config: an empty --rewrite-signal rule is refused (as dumb-init refuses it), not ignored.
+    let mut cmd = agent_cmd();
+    cmd.args(["run", "--rewrite-signal", "", "--", "true"]);
+    let out = run(cmd, T);
+    assert_eq!(code(&out, "empty rewrite"), 78);
+    assert!(stderr(&out).contains("--rewrite-signal") && stderr(&out).contains("empty rule"), "{}", stderr(&out));
+
     // Config: an unknown key in the file is named, with the file.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("agent.toml");

@@ -83,6 +83,33 @@ fn rewrite_changes_and_drops_signals() {
     assert_eq!(lines(&out), ["ready", "SIGUSR1", "SIGQUIT"], "WINCH dropped, TERM arrived as QUIT");
 }
 
+/// A TERM or INT rewritten to `drop` is ignored: no stop starts, so the stop timeout never
+/// SIGKILLs the app; it runs on and its own exit code is the agent's.
+#[test]
+fn dropped_term_and_int_leave_the_app_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("signals.txt");
+    let mut cmd = agent_cmd();
+    cmd.args(["run", "--rewrite-signal", "TERM:drop", "--rewrite-signal", "INT:drop", "--stop-timeout", "300ms", "--"])
+        .arg(fixture("sigrecord"))
+        .args([out.to_str().unwrap(), "--exit-on", "USR2"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    wait_for_line(&out, "ready");
+    signal(agent.id(), libc::SIGTERM);
+    signal(agent.id(), libc::SIGINT);
+    wait_until(T, "both drops logged", || err.lock().unwrap().matches("not stopping").count() == 2);
+    // Three stop timeouts: a stop, had one started, would have SIGKILLed the app by now.
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(agent.try_wait().unwrap().is_none(), "the agent must still run: {}", err.lock().unwrap());
+    signal(agent.id(), libc::SIGUSR1);
+    wait_for_line(&out, "SIGUSR1");
+    signal(agent.id(), libc::SIGUSR2);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0), "the app's own exit code, not 137: {}", err.lock().unwrap());
+    assert_eq!(lines(&out), ["ready", "SIGUSR1", "SIGUSR2"], "neither TERM nor INT reached the app");
+}
+
 /// A child shell runs two recorders in its process group: `c` (the child itself, via exec)
 /// and `g` (its background job). Only `--signal-target group` reaches `g` with SIGUSR1.
 fn group_case(target: &str) -> Vec<String> {

@@ -18,6 +18,7 @@ pub mod control;
 mod procs;
 mod reaper;
 pub mod spawn;
+mod terminal;
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -108,6 +109,10 @@ pub struct Supervisor<'a> {
     settled: Vec<(Duration, Box<dyn FnOnce() + 'a>)>,
     /// Signals that arrived while no child ran (a restart backoff): delivered to the next one.
     held: Vec<Signo>,
+    /// Job control, when the agent runs on a terminal under a shell (`terminal.rs`).
+    terminal: Option<terminal::Terminal>,
+    /// The child was seen stopped (job control) and not continued since.
+    child_stopped: bool,
 }
 
 impl<'a> Supervisor<'a> {
@@ -124,6 +129,8 @@ impl<'a> Supervisor<'a> {
             replacement: None,
             settled: Vec::new(),
             held: Vec::new(),
+            terminal: terminal::Terminal::detect(),
+            child_stopped: false,
         })
     }
 
@@ -259,7 +266,11 @@ impl<'a> Supervisor<'a> {
                 self.on_control(c, child, status.is_none());
             }
 
-            let reaped = reaper::reap(status.is_none().then_some(child));
+            let reaped = reaper::reap(status.is_none().then_some(child), self.terminal.is_some());
+            if let (Some(sig), Some(t), None) = (reaped.stopped, &self.terminal, status) {
+                self.child_stopped = true;
+                t.child_stopped(child, Signo(sig));
+            }
             if reaped.others > 0 {
                 debug!(count = reaped.others, "reaped orphaned processes");
             }
@@ -292,6 +303,18 @@ impl<'a> Supervisor<'a> {
             return;
         }
         let forwarded_as = self.cfg.rewrites.apply(sig);
+        if signals::is_stop(sig) && forwarded_as.is_none() {
+            info!(signal = %sig, "dropped (--rewrite-signal): not stopping, the child keeps running");
+            return;
+        }
+        if let (Some(t), true, Some(Signo(libc::SIGCONT))) = (&self.terminal, child_alive, forwarded_as) {
+            if sig.0 == libc::SIGCONT {
+                debug!("continued; the child's group too");
+                t.continued(child);
+                self.child_stopped = false;
+                return;
+            }
+        }
         if signals::is_stop(sig) && self.stop_deadline.is_none() {
             self.stop_deadline = Some(Instant::now() + self.cfg.stop_timeout);
             if let Some(e) = self.events {
@@ -314,6 +337,12 @@ impl<'a> Supervisor<'a> {
         };
         let delivered = self.send_to_child(child, to);
         debug!(signal = %sig, sent = %to, child = child.as_raw(), delivered, "forwarded");
+        if self.child_stopped && signals::is_stop(sig) {
+            // A stopped child acts on the signal only once continued (as the shell's `kill`
+            // does for a stopped job).
+            procs::send(Pid::from_raw(-child.as_raw()), Signo(libc::SIGCONT));
+            self.child_stopped = false;
+        }
     }
 
     /// Handles one command from another thread while `child` runs (or has just exited).
@@ -379,7 +408,7 @@ impl<'a> Supervisor<'a> {
         while Instant::now() < until {
             self.wait(Some(until));
             while let Some(sig) = self.next_signal() {
-                if signals::is_stop(sig) {
+                if signals::is_stop(sig) && self.cfg.rewrites.apply(sig).is_some() {
                     info!(signal = %sig, "stop requested while waiting to restart; not restarting");
                     self.stop_deadline = Some(Instant::now());
                     return false;
@@ -389,7 +418,7 @@ impl<'a> Supervisor<'a> {
                     self.held.push(sig);
                 }
             }
-            reaper::reap(None);
+            reaper::reap(None, false);
         }
         true
     }

@@ -16,15 +16,25 @@ pub struct Reaped {
     pub others: usize,
     /// True when the agent has no children left at all (`ECHILD`), hence no descendants.
     pub none_left: bool,
+    /// The signal that stopped the main child (only asked for with `untraced`: job control).
+    pub stopped: Option<libc::c_int>,
 }
 
-/// Reaps every child that has exited, without blocking.
-pub fn reap(main: Option<Pid>) -> Reaped {
+/// Reaps every child that has exited, without blocking. With `untraced` (job control on a
+/// terminal) it also reports the main child stopping; other children stopping are ignored.
+pub fn reap(main: Option<Pid>, untraced: bool) -> Reaped {
     let mut out = Reaped::default();
+    let flags = if untraced { libc::WNOHANG | libc::WUNTRACED } else { libc::WNOHANG };
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid only writes the status integer we pass.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if pid > 0 && libc::WIFSTOPPED(status) {
+            if Some(Pid::from_raw(pid)) == main {
+                out.stopped = Some(libc::WSTOPSIG(status));
+            }
+            continue;
+        }
         match pid {
             0 => return out,
             -1 => match std::io::Error::last_os_error().raw_os_error() {
