@@ -114,7 +114,7 @@ fn explicit_beats_path_and_path_conflicts_are_named() {
     // /test contains /test/app/P000 … and /test/small/S0 …: distinct; but /test/app and a second
     // path holding a parameter with the same last segment conflict.
     moto.put("/test/other/P001", "conflict-v");
-    moto.put("/test/bad/not-an-env-name", "conflict-v");
+    moto.put("/test/bad/A=B", "conflict-v");
     let dir2 = tempfile::tempdir().unwrap();
     let (out, env_file) =
         run_child(&moto.endpoint(), &["--ssm-path", "/test/app", "--ssm-path", "/test/other", "--ssm-path", "/test/bad"], dir2.path());
@@ -126,7 +126,92 @@ fn explicit_beats_path_and_path_conflicts_are_named() {
             || err.contains("both /test/other/P001 and /test/app/P001 would set P001"),
         "{err}"
     );
-    assert!(err.contains("/test/bad/not-an-env-name") && err.contains("\"not-an-env-name\" is not a valid environment variable name"), "{err}");
+    assert!(err.contains("/test/bad/A=B") && err.contains("\"A=B\" is not a valid environment variable name"), "{err}");
+}
+
+/// The answers ECS gives (issue "Secrets fidelity"): another account's ARN is asked as given
+/// (never answered with the caller's own parameter of that name); overlapping paths load each
+/// parameter once; names Docker takes are taken; a stage with its matching version id works.
+#[test]
+fn ecs_answers_arns_overlapping_paths_names_and_stage_with_id() {
+    let moto = Moto::start();
+    let expected = moto.seed();
+    moto.put("/test/small/sub/DEEPER", "deeper-v");
+    let current = {
+        let mut c = Command::new(venv().join("bin/python"));
+        c.args([
+            "-c",
+            "import boto3, sys; print(boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='t', aws_secret_access_key='t').get_secret_value(SecretId='rotating')['VersionId'])",
+            &moto.endpoint(),
+        ]);
+        stdout(&run(c, T)).trim().to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rotating = format!("ROTATING_BOTH=secretsmanager:rotating::AWSCURRENT:{current}");
+    let (out, env_file) = run_child(
+        &moto.endpoint(),
+        &[
+            "--ssm-path",
+            "/test/small",
+            "--ssm-path",
+            "/test/small/sub",
+            "--secret",
+            "MY_VERSION=arn:aws:ssm:us-east-1:123456789012:parameter/test/versioned:1",
+            "--secret",
+            &rotating,
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&out, "agent run"), 0, "{}", stderr(&out));
+    let env = read_env0(&env_file);
+    assert_eq!(env["DEEPER"], "deeper-v", "under both paths, loaded once");
+    assert_eq!(env["S0"], "small-value-0-z");
+    assert_eq!(env["MY_VERSION"], expected["VERSIONED_V1"], "an own-account ARN with a version, as given");
+    assert_eq!(env["ROTATING_BOTH"], expected["ROTATING_NEW"]);
+
+    // Names a shell cannot hold (sh drops them from what it passes on): the app is `env` itself.
+    let mut c = agent_cmd();
+    aws_env(&mut c, &moto.endpoint());
+    c.args(["run", "--secret", "spring.datasource.password=/test/special/EQUALS", "--secret", "MY-VAR=/test/versioned", "--", "env", "-0"]);
+    let out = run(c, T);
+    assert_eq!(code(&out, "dotted names"), 0, "{}", stderr(&out));
+    let env: std::collections::HashMap<String, String> =
+        stdout(&out).split('\0').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(env["spring.datasource.password"], expected["EQUALS"]);
+    assert_eq!(env["MY-VAR"], expected["VERSIONED_LATEST"]);
+
+    // Another account's ARN of a name this account also has: not found, never our own value.
+    let dir = tempfile::tempdir().unwrap();
+    let other = "arn:aws:ssm:us-east-1:999999999999:parameter/test/special/EQUALS";
+    let (out, env_file) = run_child(&moto.endpoint(), &["--secret", &format!("SHARED={other}")], dir.path());
+    assert_eq!(code(&out, "another account's ARN"), 69, "{}", stderr(&out));
+    assert!(!env_file.exists(), "the child never ran");
+    let err = stderr(&out);
+    assert!(err.contains(other) && err.contains("not found"), "{err}");
+    assert_no_secret_values(&all_output(&out), expected.values(), "the agent's output");
+}
+
+/// An AccessDenied on one name of a GetParameters batch is the failure of that name only: the
+/// batch is asked again name by name (a fault proxy denies one parameter, in AWS's JSON shape).
+#[test]
+fn access_denied_is_attributed_to_the_names_it_concerns() {
+    let moto = Moto::start();
+    let expected = moto.seed();
+    let proxy = FaultProxy::start(&moto.endpoint(), &["deny", "/test/special/QUOTES"]);
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--secret", "EQUALS=/test/special/EQUALS", "--secret", "QUOTES=/test/special/QUOTES", "--secret", "MULTI=/test/special/MULTILINE"];
+    let (out, env_file) = run_child(&proxy.endpoint(), &args, dir.path());
+    assert_eq!(code(&out, "one name denied"), 69, "{}", stderr(&out));
+    assert!(!env_file.exists());
+    let err = stderr(&out);
+    let msg = err.lines().find(|l| l.contains(" ERROR ")).unwrap_or_else(|| panic!("no ERROR line:\n{err}"));
+    assert!(msg.contains("cannot load 1 secret") || msg.contains("cannot load 1 secrets"), "only QUOTES failed: {msg}");
+    assert!(msg.contains("QUOTES (ssm:/test/special/QUOTES)") && msg.contains("AccessDenied"), "{msg}");
+    assert!(!msg.contains("EQUALS (") && !msg.contains("MULTI ("), "the readable names are not blamed: {msg}");
+    assert_no_secret_values(&all_output(&out), expected.values(), "the agent's output");
+    let (requests, faults) = proxy.stop();
+    assert!(requests >= 4 && faults == 2, "the batch, then each name alone (denied twice): {requests} requests, {faults} faults");
 }
 
 #[test]
@@ -190,14 +275,24 @@ fn agent_env_prints_fingerprints_and_secrets_dir_writes_0400_files() {
     );
     assert_no_secret_values(&all_output(&out), expected.values(), "agent env");
 
+    // The app reads the file while it runs; once the agent has exited, the files are gone.
     let secrets_dir = dir.path().join("run-secrets");
-    let (out, _) =
-        run_child(&moto.endpoint(), &["--secrets-dir", secrets_dir.to_str().unwrap(), "--secret", "MULTILINE=/test/special/MULTILINE"], dir.path());
-    assert_eq!(code(&out, "secrets-dir"), 0, "{}", stderr(&out));
+    let (copy, mode) = (dir.path().join("copy"), dir.path().join("mode"));
     let f = secrets_dir.join("MULTILINE");
-    assert_eq!(read(&f), expected["MULTILINE"]);
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o400);
+    let mut c = agent_cmd();
+    aws_env(&mut c, &moto.endpoint());
+    c.args(["run", "--secrets-dir", secrets_dir.to_str().unwrap(), "--secret", "MULTILINE=/test/special/MULTILINE", "--", "sh", "-c"]).arg(format!(
+        "cp {f} {copy} && stat -c %a {f} > {mode}",
+        f = f.display(),
+        copy = copy.display(),
+        mode = mode.display()
+    ));
+    let out = run(c, T);
+    assert_eq!(code(&out, "secrets-dir"), 0, "{}", stderr(&out));
+    assert_eq!(read(&copy), expected["MULTILINE"]);
+    assert_eq!(read(&mode).trim(), "400");
+    assert!(!f.exists() && !secrets_dir.exists(), "the files and the directory are removed when the agent exits");
+    assert!(stderr(&out).contains("removed the secrets files"), "{}", stderr(&out));
 }
 
 /// Through the fault proxy with one fault kind; the child must start; returns (requests, faults, took).

@@ -73,6 +73,7 @@ fn a_change_can_signal_the_child_and_rewrite_the_secrets_dir() {
     assert_eq!(read(&sdir.join("KEY")), "key-new-w2", "the file is rewritten before the signal");
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0), "sigrecord exits 0 on SIGTERM");
+    assert!(!sdir.exists(), "the secrets directory is removed when the agent exits");
 }
 
 #[test]

@@ -94,6 +94,9 @@ fn hint(kind: Kind, reference: &str, region: &str, action: &str, resource: &str)
 
 fn ssm_arn(region: &str, name: &str) -> String {
     let name = ssm::base_name(name);
+    if name.starts_with("arn:") {
+        return name.to_string();
+    }
     format!("arn:aws:ssm:{region}:*:parameter{}{}", if name.starts_with('/') { "" } else { "/" }, name)
 }
 
@@ -228,6 +231,9 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
                         continue;
                     }
                     if let Some((other, _)) = from_paths.get(&name) {
+                        if *other == full {
+                            continue; // the same parameter, under two overlapping paths
+                        }
                         failures.push(Failure {
                             name: name.clone(),
                             what: format!("ssm:{full}"),

@@ -3,7 +3,9 @@
 //! - SSM Parameter Store: a name (`/cruddur/backend-flask/CONNECTION_URL`), optionally with a
 //!   version or label selector (`…:3`, `…:prod`), or a full ARN
 //!   (`arn:aws:ssm:us-east-1:123456789012:parameter/cruddur/backend-flask/CONNECTION_URL`), whose
-//!   region is used for it.
+//!   region is used for it. The ARN goes to the API as given, as ECS sends it: a parameter
+//!   shared from another account is read only by its ARN, and cutting it down to a name would
+//!   read the caller's own parameter of that name instead.
 //! - Secrets Manager: a full ARN with ECS's optional suffix
 //!   `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME:json-key:version-stage:version-id`
 //!   (empty fields are skipped: `…:secret:flask-api/database:username::`). ECS needs an ARN
@@ -15,7 +17,7 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reference {
     Ssm {
-        /// The parameter name, with its selector if any (`/a/b:3`).
+        /// The parameter name or ARN as written, with its selector if any (`/a/b:3`).
         name: String,
         region: Option<String>,
     },
@@ -58,13 +60,13 @@ impl FromStr for Reference {
             return match service {
                 "ssm" => {
                     let name = resource.strip_prefix("parameter").ok_or_else(|| err("an SSM ARN names a parameter: …:parameter/NAME"))?;
-                    // `parameter/a/b` is `/a/b`; `parameter/name` is `name`.
-                    let name = match name.strip_prefix('/') {
-                        Some(n) if n.contains('/') => format!("/{n}"),
-                        Some(n) if !n.is_empty() => n.to_string(),
-                        _ => return Err(err("the parameter name is missing after parameter/")),
-                    };
-                    Ok(Reference::Ssm { name, region })
+                    if !matches!(name.strip_prefix('/'), Some(n) if !n.is_empty() && !n.starts_with(':')) {
+                        return Err(err("the parameter name is missing after parameter/"));
+                    }
+                    if name.matches(':').count() > 1 {
+                        return Err(err("an SSM parameter ARN takes at most one :VERSION or :LABEL"));
+                    }
+                    Ok(Reference::Ssm { name: s.to_string(), region })
                 }
                 "secretsmanager" => {
                     let mut f = resource.split(':');
@@ -77,9 +79,6 @@ impl FromStr for Reference {
                     if f.next().is_some() {
                         return Err(err("too many fields: after the name come at most json-key:version-stage:version-id"));
                     }
-                    if version_stage.is_some() && version_id.is_some() {
-                        return Err(err("give a version stage or a version id, not both"));
-                    }
                     Ok(Reference::SecretsManager { secret_id: format!("{arn_prefix}{name}"), region, json_key, version_stage, version_id })
                 }
                 other => Err(err(&format!("service {other:?} is not supported: use an ssm or secretsmanager ARN"))),
@@ -91,9 +90,6 @@ impl FromStr for Reference {
             let (json_key, version_stage, version_id) = (non_empty(f.next()), non_empty(f.next()), non_empty(f.next()));
             if f.next().is_some() {
                 return Err(err("too many fields: secretsmanager:NAME[:json-key:version-stage:version-id]"));
-            }
-            if version_stage.is_some() && version_id.is_some() {
-                return Err(err("give a version stage or a version id, not both"));
             }
             return Ok(Reference::SecretsManager { secret_id: name.to_string(), region: None, json_key, version_stage, version_id });
         }
@@ -115,7 +111,7 @@ impl fmt::Display for Reference {
                 if let Some(k) = json_key {
                     write!(f, "#{k}")?;
                 }
-                if let Some(v) = version_stage.as_ref().or(version_id.as_ref()) {
+                for v in [version_stage, version_id].into_iter().flatten() {
                     write!(f, "@{v}")?;
                 }
                 Ok(())
@@ -137,11 +133,14 @@ mod tests {
         assert_eq!("/cruddur/backend-flask/CONNECTION_URL".parse(), Ok(ssm("/cruddur/backend-flask/CONNECTION_URL", None)));
         assert_eq!("/a/b:3".parse(), Ok(ssm("/a/b:3", None)));
         assert_eq!("plain:prod".parse(), Ok(ssm("plain:prod", None)));
-        assert_eq!(
-            "arn:aws:ssm:eu-west-1:123456789012:parameter/cruddur/backend-flask/X".parse(),
-            Ok(ssm("/cruddur/backend-flask/X", Some("eu-west-1")))
-        );
-        assert_eq!("arn:aws:ssm:us-east-1:123456789012:parameter/top".parse(), Ok(ssm("top", Some("us-east-1"))));
+        // ARNs go to the API as written (another account's shared parameter is read by ARN).
+        let arn = "arn:aws:ssm:eu-west-1:999999999999:parameter/cruddur/backend-flask/X";
+        assert_eq!(arn.parse(), Ok(ssm(arn, Some("eu-west-1"))));
+        assert_eq!(format!("{arn}:3").parse(), Ok(ssm(&format!("{arn}:3"), Some("eu-west-1"))));
+        let top = "arn:aws:ssm:us-east-1:123456789012:parameter/top";
+        assert_eq!(top.parse(), Ok(ssm(top, Some("us-east-1"))));
+        assert!("arn:aws:ssm:us-east-1:1:parameter/".parse::<Reference>().is_err());
+        assert!("arn:aws:ssm:us-east-1:1:parameter/a:1:2".parse::<Reference>().is_err());
         assert!("a:b:c".parse::<Reference>().is_err());
         assert!("arn:aws:s3:::bucket".parse::<Reference>().is_err());
         assert!("".parse::<Reference>().is_err());
@@ -163,7 +162,10 @@ mod tests {
         assert_eq!(r.to_string(), "secretsmanager:flask-api/database#username");
         let r: Reference = "secretsmanager:flask-api/database::AWSPREVIOUS:".parse().unwrap();
         assert!(matches!(r, Reference::SecretsManager { json_key: None, version_stage: Some(ref s), .. } if s == "AWSPREVIOUS"));
-        assert!("secretsmanager:x:k:AWSCURRENT:abc".parse::<Reference>().is_err(), "stage and id together");
+        // A stage with its matching id, as ECS passes both.
+        let r: Reference = "secretsmanager:x:k:AWSCURRENT:abc".parse().unwrap();
+        assert!(matches!(&r, Reference::SecretsManager { version_stage: Some(s), version_id: Some(i), .. } if s == "AWSCURRENT" && i == "abc"));
+        assert_eq!(r.to_string(), "secretsmanager:x#k@AWSCURRENT@abc");
         assert!("arn:aws:secretsmanager:us-east-1:1:secret:x:a:b:c:d".parse::<Reference>().is_err());
     }
 }

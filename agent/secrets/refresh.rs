@@ -8,7 +8,6 @@
 //! keeps the last good values and is logged once, until a refresh succeeds again.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -53,7 +52,7 @@ pub struct Refresher {
     pub interval: Duration,
     pub on_change: OnChange,
     pub no_override: bool,
-    pub secrets_dir: Option<PathBuf>,
+    pub secrets_dir: Option<std::sync::Arc<files::SecretsDir>>,
     pub last: Snapshot,
     pub control: ControlSender,
 }
@@ -108,8 +107,8 @@ impl Refresher {
             .collect();
         info!(names = %changed.join(","), on_change = ?self.on_change, "secrets changed");
         if let Some(dir) = &self.secrets_dir {
-            if let Err(e) = files::write_all(dir, &resolved) {
-                warn!(dir = %dir.display(), error = %e, "cannot rewrite the secrets files");
+            if let Err(e) = dir.write_all(&resolved) {
+                warn!(dir = %dir.path().display(), error = %e, "cannot rewrite the secrets files");
             }
         }
         let command = match self.on_change {

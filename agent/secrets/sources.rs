@@ -52,7 +52,7 @@ impl Sources {
 pub enum SourceError {
     #[error("{origin}: {entry:?} is not NAME=VALUEFROM (for example DB_PASSWORD=/app/db/password)")]
     Shape { origin: String, entry: String },
-    #[error("{origin}: {name:?} is not a valid environment variable name (letters, digits and _, not starting with a digit)")]
+    #[error("{origin}: {name:?} is not a valid environment variable name (it must not be empty or hold = or NUL)")]
     BadName { origin: String, name: String },
     #[error("{origin}: {reference}")]
     Reference { origin: String, reference: super::reference::ReferenceError },
@@ -64,9 +64,10 @@ pub enum SourceError {
     BadPath { path: String },
 }
 
+/// Any name Docker and ECS accept: not empty, no `=` and no NUL (`spring.datasource.password`
+/// and `MY-VAR` included, though a shell cannot name them).
 pub fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    !name.is_empty() && !name.contains(['=', '\0'])
 }
 
 /// `NAME` or `NAME?` (optional).
@@ -191,7 +192,12 @@ mod tests {
         let e = parse_secret_flag("SENTRY_DSN?=/app/sentry\nOTHER=/x").unwrap();
         assert_eq!((e[0].name.as_str(), e[0].optional, e.len()), ("SENTRY_DSN", true, 2));
         assert!(matches!(parse_secret_flag("NOEQUALS"), Err(SourceError::Shape { .. })));
-        assert!(matches!(parse_secret_flag("1BAD=/x"), Err(SourceError::BadName { .. })));
+        // Any name Docker takes, as ECS does; only an empty one (or a NUL) is refused.
+        for name in ["spring.datasource.password", "MY-VAR", "1ST"] {
+            assert_eq!(parse_secret_flag(&format!("{name}=/x")).unwrap()[0].name, name);
+        }
+        assert!(matches!(parse_secret_flag("=/x"), Err(SourceError::BadName { .. })));
+        assert!(matches!(parse_secret_flag("A\0B=/x"), Err(SourceError::BadName { .. })));
         assert!(matches!(parse_secret_flag("OK=a:b:c"), Err(SourceError::Reference { .. })));
     }
 

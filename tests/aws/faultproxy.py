@@ -8,6 +8,8 @@ Usage: faultproxy.py LISTEN_PORT UPSTREAM_URL FAULT [COUNT] [ARG]
     slow N SECONDS            hold the first N requests SECONDS before forwarding
     drop N                    close the first N connections without an answer
     rate RPS                  allow RPS requests per second (token bucket), throttle the rest
+    deny TEXT                 answer 400 AccessDeniedException (AWS's JSON error shape, naming
+                              TEXT as the resource) to every request whose body contains TEXT
 It prints "ready PORT" once listening, and on stdin EOF or SIGTERM prints "requests=N faults=M" and exits.
 """
 import http.client
@@ -20,7 +22,8 @@ import time
 import urllib.parse
 
 port, upstream, fault = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-arg1 = float(sys.argv[4]) if len(sys.argv) > 4 else 0
+deny = sys.argv[4] if fault == "deny" else None
+arg1 = float(sys.argv[4]) if len(sys.argv) > 4 and not deny else 0
 arg2 = float(sys.argv[5]) if len(sys.argv) > 5 else 0
 up = urllib.parse.urlparse(upstream)
 lock = threading.Lock()
@@ -52,6 +55,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = counts["requests"]
         if fault == "throttle" and n <= arg1 or fault == "rate" and not take_token():
             return self.fail(400, "ThrottlingException", "Rate exceeded")
+        if deny and deny.encode() in body:
+            target = self.headers.get("X-Amz-Target", "")
+            action = "ssm:" + target.split(".")[-1] if target else "ssm:GetParameters"
+            return self.fail(400, "AccessDeniedException",
+                             f"User: arn:aws:sts::123456789012:assumed-role/task-role/abc is not authorized to perform: "
+                             f"{action} on resource: arn:aws:ssm:us-east-1:123456789012:parameter{deny} "
+                             "because no identity-based policy allows the action")
         if fault == "error500" and n <= arg1:
             return self.fail(500, "InternalServerError", "injected")
         if fault == "drop" and n <= arg1:

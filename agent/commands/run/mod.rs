@@ -18,6 +18,7 @@ use crate::config::FileConfig;
 use crate::exit::{Code, Fatal};
 use crate::health::{self, Health};
 use crate::relay::{self, Relays};
+use crate::secrets::files::SecretsDir;
 use crate::secrets::refresh::{self, Refresher};
 use crate::secrets::{self, Resolved};
 use crate::supervisor::{self, control, ChildSpec, ControlReceiver, Supervisor};
@@ -30,14 +31,17 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> Result<ExitCo
     let mut spec = ChildSpec::new(&args.command);
     spec.env_remove = AGENT_ENV_VARS.iter().map(|s| s.to_string()).collect();
 
-    let resolved = load_secrets(&plan, health.as_ref())?;
+    let secrets_dir = plan.secrets_dir.as_deref().map(|d| Arc::new(SecretsDir::new(d)));
+    // However `run` ends (an error included), the secrets files go with it.
+    let _remove_files = RemoveOnReturn(secrets_dir.clone());
+    let resolved = load_secrets(&plan, health.as_ref(), secrets_dir.as_deref())?;
     if let Some(r) = &resolved {
         spec.env = secrets::child_env(r, plan.no_override);
     }
     // Dropped when `run` returns, which stops the refresher.
     let (_refresh_stop, refresh_stop_rx) = std::sync::mpsc::channel::<()>();
     let control = match (&resolved, plan.refresh) {
-        (Some(r), Some(_)) => Some(start_refresher(&plan, r, refresh_stop_rx)?),
+        (Some(r), Some(_)) => Some(start_refresher(&plan, r, refresh_stop_rx, secrets_dir.clone())?),
         _ => None,
     };
 
@@ -62,8 +66,18 @@ pub fn run(args: &RunArgs, file: &FileConfig, handled: &SigSet) -> Result<ExitCo
     Ok(ExitCode::from(outcome.code))
 }
 
+struct RemoveOnReturn(Option<Arc<SecretsDir>>);
+
+impl Drop for RemoveOnReturn {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            d.remove_all();
+        }
+    }
+}
+
 /// Loads the secrets (none configured: `None`); a failure is exit 69 and the app never starts.
-fn load_secrets(plan: &Plan, health: Option<&Health>) -> Result<Option<Resolved>, Fatal> {
+fn load_secrets(plan: &Plan, health: Option<&Health>, dir: Option<&SecretsDir>) -> Result<Option<Resolved>, Fatal> {
     if plan.secrets.sources.is_empty() {
         return Ok(None);
     }
@@ -71,13 +85,20 @@ fn load_secrets(plan: &Plan, health: Option<&Health>) -> Result<Option<Resolved>
         h.state.loading_secrets();
     }
     let resolved = plan.secrets.resolve_blocking().map_err(|e| Fatal::new(Code::Secrets, e))?;
-    if let Some(dir) = &plan.secrets_dir {
-        secrets::files::write_all(dir, &resolved).map_err(|e| Fatal::internal(&format!("--secrets-dir {}", dir.display()), format!("{e:#}")))?;
+    if let Some(dir) = dir {
+        if let Err(e) = dir.write_all(&resolved) {
+            return Err(Fatal::internal(&format!("--secrets-dir {}", dir.path().display()), format!("{e:#}")));
+        }
     }
     Ok(Some(resolved))
 }
 
-fn start_refresher(plan: &Plan, resolved: &Resolved, stop: std::sync::mpsc::Receiver<()>) -> Result<ControlReceiver, Fatal> {
+fn start_refresher(
+    plan: &Plan,
+    resolved: &Resolved,
+    stop: std::sync::mpsc::Receiver<()>,
+    secrets_dir: Option<Arc<SecretsDir>>,
+) -> Result<ControlReceiver, Fatal> {
     let (interval, on_change) = plan.refresh.expect("called with a refresh interval");
     let (tx, rx) = control::channel().map_err(|e| Fatal::internal("cannot create the control pipe", e))?;
     let refresher = Refresher {
@@ -85,7 +106,7 @@ fn start_refresher(plan: &Plan, resolved: &Resolved, stop: std::sync::mpsc::Rece
         interval,
         on_change,
         no_override: plan.no_override,
-        secrets_dir: plan.secrets_dir.clone(),
+        secrets_dir,
         last: refresh::snapshot(resolved),
         control: tx,
     };
