@@ -58,9 +58,15 @@ pub struct SecretsArgs {
     #[arg(long = "secret", env = "AGENT_SECRETS", hide_env_values = true, value_name = "NAME=VALUEFROM", value_delimiter = ',')]
     pub secrets: Vec<String>,
 
-    /// A container definition's `secrets` JSON array, pasted verbatim
+    /// ECS JSON: a `secrets` array, a container definition, or a whole task definition
+    /// (register-task-definition input or describe-task-definition output); a container's
+    /// `environment` applies too
     #[arg(long, env = "AGENT_SECRETS_FILE", hide_env_values = true, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
+
+    /// The container of the --secrets-file task definition to take (needed when it has several)
+    #[arg(long, env = "AGENT_CONTAINER", hide_env_values = true, value_name = "NAME")]
+    pub container: Option<String>,
 
     /// Every SSM parameter under PATH, recursively, named by its last segment; PATH? may be empty (repeatable)
     #[arg(long, env = "AGENT_SSM_PATH", hide_env_values = true, value_name = "PATH", value_delimiter = ',')]

@@ -57,6 +57,7 @@ pub struct FileConfig {
     pub wait_ready: Option<bool>,
     pub secrets: Option<Vec<String>>,
     pub secrets_file: Option<PathBuf>,
+    pub container: Option<String>,
     pub ssm_path: Option<Vec<String>>,
     pub env_file: Option<PathBuf>,
     pub secrets_timeout: Option<String>,

@@ -192,6 +192,51 @@ fn ecs_answers_arns_overlapping_paths_names_and_stage_with_id() {
     assert_no_secret_values(&all_output(&out), expected.values(), "the agent's output");
 }
 
+/// `--secrets-file` takes a whole task definition, in both shapes: the container's `secrets` are
+/// fetched and its `environment` applies too (below them); `--container` picks the container.
+#[test]
+fn a_task_definition_file_gives_what_ecs_would() {
+    let moto = Moto::start();
+    let expected = moto.seed();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = serde_json::json!({
+        "name": "backend-flask",
+        "image": "backend-flask:latest",
+        "essential": true,
+        "environment": [{"name": "FRONTEND_URL", "value": "https://example.org"}, {"name": "EQUALS", "value": "overridden by the secret"}],
+        "secrets": [{"name": "EQUALS", "valueFrom": "/test/special/EQUALS"},
+                    {"name": "DB_USERNAME", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:flask-api/database:username::"}]
+    });
+    let xray = serde_json::json!({"name": "xray", "image": "amazon/aws-xray-daemon", "secrets": [{"name": "X", "valueFrom": "/nope"}]});
+    // register-task-definition input: two containers.
+    let register = dir.path().join("register.json");
+    let td = serde_json::json!({"family": "backend-flask", "containerDefinitions": [backend.clone(), xray]});
+    std::fs::write(&register, td.to_string()).unwrap();
+    let (out, env_file) = run_child(&moto.endpoint(), &["--secrets-file", register.to_str().unwrap(), "--container", "backend-flask"], dir.path());
+    assert_eq!(code(&out, "register shape"), 0, "{}", stderr(&out));
+    let env = read_env0(&env_file);
+    assert_eq!(env["FRONTEND_URL"], "https://example.org", "the container's environment applies");
+    assert_eq!(env["EQUALS"], expected["EQUALS"], "a secret wins over an environment entry of the same name");
+    assert_eq!(env["DB_USERNAME"], expected["DB_USERNAME"]);
+    assert!(!env.contains_key("X"), "only the chosen container");
+
+    // Several containers and no --container: refused, naming them.
+    let other = tempfile::tempdir().unwrap();
+    let (out, env_file) = run_child(&moto.endpoint(), &["--secrets-file", register.to_str().unwrap()], other.path());
+    assert_eq!(code(&out, "several containers"), 78, "{}", stderr(&out));
+    assert!(!env_file.exists());
+    assert!(stderr(&out).contains("2 containers (backend-flask, xray); choose one with --container NAME"), "{}", stderr(&out));
+
+    // describe-task-definition output, one container: taken without --container.
+    let describe = dir.path().join("describe.json");
+    std::fs::write(&describe, serde_json::json!({"taskDefinition": {"containerDefinitions": [backend]}, "tags": []}).to_string()).unwrap();
+    let (out, env_file) = run_child(&moto.endpoint(), &["--secrets-file", describe.to_str().unwrap()], dir.path());
+    assert_eq!(code(&out, "describe shape"), 0, "{}", stderr(&out));
+    let env = read_env0(&env_file);
+    assert_eq!((env["FRONTEND_URL"].as_str(), env["DB_USERNAME"].as_str()), ("https://example.org", expected["DB_USERNAME"].as_str()));
+    assert_no_secret_values(&all_output(&out), expected.values(), "the agent's output");
+}
+
 /// An AccessDenied on one name of a GetParameters batch is the failure of that name only: the
 /// batch is asked again name by name (a fault proxy denies one parameter, in AWS's JSON shape).
 #[test]

@@ -104,6 +104,10 @@ fn ssm_arn(region: &str, name: &str) -> String {
 pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, SecretsError> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
 
+    // The task definition's plain `environment` first: everything else overrides it.
+    for (name, value, source) in &sources.environment {
+        vars.insert(name.clone(), Var { name: name.clone(), value: value.clone(), source: source.clone(), version: "-".into() });
+    }
     for file in &sources.env_files {
         for (name, value) in sources::read_env_file(file)? {
             let source = format!("env-file:{}", file.display());

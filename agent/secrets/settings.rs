@@ -30,8 +30,15 @@ pub fn config(a: &SecretsArgs, f: &FileConfig) -> Result<SecretsConfig, Settings
     for s in secrets {
         sources.explicit.extend(sources::parse_secret_flag(s)?);
     }
-    if let Some(file) = a.secrets_file.as_ref().or(f.secrets_file.as_ref()) {
-        sources.explicit.extend(sources::load_secrets_file(file)?);
+    let container = a.container.as_ref().or(f.container.as_ref());
+    match a.secrets_file.as_ref().or(f.secrets_file.as_ref()) {
+        Some(file) => {
+            let loaded = sources::load_secrets_file(file, container.map(String::as_str))?;
+            sources.explicit.extend(loaded.secrets);
+            sources.environment = loaded.environment;
+        }
+        None if container.is_some() => return Err(SourceError::ContainerWithoutFile.into()),
+        None => {}
     }
     sources::check_duplicates(&sources.explicit)?;
     let paths: &[String] = if a.ssm_path.is_empty() { f.ssm_path.as_deref().unwrap_or_default() } else { &a.ssm_path };

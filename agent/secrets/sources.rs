@@ -36,11 +36,13 @@ pub struct Sources {
     pub explicit: Vec<Entry>,
     pub paths: Vec<PathSource>,
     pub env_files: Vec<PathBuf>,
+    /// The `environment` array of the --secrets-file container: (name, value, origin).
+    pub environment: Vec<(String, super::SecretValue, String)>,
 }
 
 impl Sources {
     pub fn is_empty(&self) -> bool {
-        self.explicit.is_empty() && self.paths.is_empty() && self.env_files.is_empty()
+        self.explicit.is_empty() && self.paths.is_empty() && self.env_files.is_empty() && self.environment.is_empty()
     }
 
     pub fn needs_aws(&self) -> bool {
@@ -62,6 +64,8 @@ pub enum SourceError {
     File { path: PathBuf, message: String },
     #[error("--ssm-path {path:?}: a path starts with / (for example /cruddur/backend-flask)")]
     BadPath { path: String },
+    #[error("--container names a container of the --secrets-file task definition; give --secrets-file too")]
+    ContainerWithoutFile,
 }
 
 /// Any name Docker and ECS accept: not empty, no `=` and no NUL (`spring.datasource.password`
@@ -101,6 +105,19 @@ pub fn parse_secret_flag(raw: &str) -> Result<Vec<Entry>, SourceError> {
 }
 
 #[derive(Deserialize)]
+struct EnvEntry {
+    name: String,
+    value: String,
+}
+
+/// What a --secrets-file gives: secrets to fetch, and (from a container definition) plain
+/// environment variables.
+pub struct Loaded {
+    pub secrets: Vec<Entry>,
+    pub environment: Vec<(String, super::SecretValue, String)>,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileEntry {
     name: String,
@@ -110,26 +127,78 @@ struct FileEntry {
     optional: bool,
 }
 
-/// A container definition's `secrets` array: `[{"name": "...", "valueFrom": "..."}]`. A whole
-/// container definition (an object with a `secrets` key) is accepted too.
-pub fn load_secrets_file(path: &Path) -> Result<Vec<Entry>, SourceError> {
+/// The container definition a task definition file means: `containerDefinitions` at the top
+/// (register-task-definition input) or under `taskDefinition` (describe-task-definition output);
+/// the one named `container`, or the only one. `None` when the JSON is not a task definition.
+fn pick_container(json: &mut serde_json::Value, container: Option<&str>) -> Option<Result<(serde_json::Value, String), String>> {
+    let defs = match json.get_mut("taskDefinition").filter(|t| t.is_object()) {
+        Some(td) => td.get_mut("containerDefinitions")?,
+        None => json.get_mut("containerDefinitions")?,
+    };
+    let Some(defs) = defs.as_array_mut() else {
+        return Some(Err("containerDefinitions is not an array".into()));
+    };
+    let names: Vec<String> = defs.iter().map(|d| d.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string()).collect();
+    let index = match container {
+        Some(want) => match names.iter().position(|n| n == want) {
+            Some(i) => i,
+            None => return Some(Err(format!("no container named {want:?} (its containers: {})", names.join(", ")))),
+        },
+        None if defs.len() == 1 => 0,
+        None => {
+            return Some(Err(format!("it defines {} containers ({}); choose one with --container NAME", defs.len(), names.join(", "))));
+        }
+    };
+    Some(Ok((defs.swap_remove(index), names[index].clone())))
+}
+
+/// ECS JSON: a container definition's `secrets` array (`[{"name": "...", "valueFrom": "..."}]`),
+/// a whole container definition (its `secrets` and `environment`), or a task definition in
+/// either shape (the container chosen by `container`, or its only one).
+pub fn load_secrets_file(path: &Path, container: Option<&str>) -> Result<Loaded, SourceError> {
     let file_err = |message: String| SourceError::File { path: path.to_owned(), message };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
-    let array = match json {
-        serde_json::Value::Object(mut o) if o.contains_key("secrets") => o.remove("secrets").expect("checked"),
-        other => other,
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
+    let mut origin = path.display().to_string();
+    match pick_container(&mut json, container) {
+        Some(Ok((def, name))) => {
+            json = def;
+            origin = format!("{origin} (container {name})");
+        }
+        Some(Err(message)) => return Err(file_err(message)),
+        None if container.is_some() => {
+            return Err(file_err("--container is given, but this is not a task definition (no containerDefinitions)".into()))
+        }
+        None => {}
+    }
+    let (array, environment) = match json {
+        serde_json::Value::Object(mut o) if o.contains_key("secrets") || o.contains_key("environment") || o.contains_key("name") => {
+            (o.remove("secrets").unwrap_or(serde_json::Value::Array(Vec::new())), o.remove("environment"))
+        }
+        other => (other, None),
     };
     let items: Vec<FileEntry> = serde_json::from_value(array)
         .map_err(|e| file_err(format!("expected the ECS secrets array [{{\"name\": ..., \"valueFrom\": ...}}]: {e}")))?;
-    let origin = path.display().to_string();
-    items
+    let env: Vec<EnvEntry> = match environment {
+        Some(e) => serde_json::from_value(e)
+            .map_err(|e| file_err(format!("expected the ECS environment array [{{\"name\": ..., \"value\": \"...\"}}]: {e}")))?,
+        None => Vec::new(),
+    };
+    let secrets = items
         .into_iter()
         .map(|i| {
             let (name, optional) = name_and_optional(&i.name);
             entry(&origin, &name, &i.value_from, optional || i.optional)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut environment = Vec::new();
+    for e in env {
+        if !valid_env_name(&e.name) {
+            return Err(SourceError::BadName { origin, name: e.name });
+        }
+        environment.push((e.name, super::SecretValue::new(e.value), format!("{origin} environment")));
+    }
+    Ok(Loaded { secrets, environment })
 }
 
 pub fn parse_path(raw: &str) -> Result<PathSource, SourceError> {
