@@ -403,6 +403,40 @@ fn a_total_outage_fails_within_the_secrets_timeout() {
     assert!(err.contains("--ssm-path /x/path (ssm:/x/path): no answer within"), "{err}");
 }
 
+/// With the default --secrets-timeout (60 s), an endpoint that takes no connection fails the
+/// step after 10 s with one readable line: the endpoint, how it was chosen, the system's error.
+/// No credentials at all: the task-role hint, not the credential chain's Debug dump.
+#[test]
+fn an_unreachable_endpoint_and_missing_credentials_read_as_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = Closed::new();
+    let (out, env_file) = run_child(&closed.endpoint(), &["--secret", "A=/x/a"], dir.path());
+    assert_eq!(code(&out, "unreachable"), 69, "{}", stderr(&out));
+    assert!(!env_file.exists());
+    let err = stderr(&out);
+    let want = format!("cannot connect to {} (from AWS_ENDPOINT_URL) for 10s: Connection refused", closed.endpoint());
+    assert!(err.contains(&want), "{err}");
+
+    let moto = Moto::start();
+    let mut c = agent_cmd();
+    aws_env(&mut c, &moto.endpoint());
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    c.args(["run", "--secret", "A=/x/a", "--", "true"]);
+    let out = run(c, T);
+    assert_eq!(code(&out, "no credentials"), 69, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no AWS credentials") && err.contains("task role"), "{err}");
+    for line in err.lines() {
+        for debug in ["DispatchFailure", "ConnectorError", "CredentialsNotLoaded", "ProviderChainError", "Some("] {
+            assert!(!line.contains(debug), "a Debug dump at the default log level: {line}");
+        }
+    }
+}
+
 #[test]
 fn fifty_agents_under_a_40_per_second_limit_all_start() {
     let moto = Moto::start();

@@ -36,6 +36,10 @@ pub enum Kind {
     Denied,
     Kms,
     Timeout,
+    /// The credential chain found nothing.
+    NoCredentials,
+    /// No connection to the endpoint (refused, no such host, no route).
+    Unreachable,
     Other,
 }
 
@@ -85,7 +89,25 @@ impl Reason {
                 };
                 Reason::new(kind, text)
             }
-            None => Reason::new(Kind::Other, DisplayErrorContext(err).to_string()),
+            None => {
+                // The SDK's own words, each cause once, never its Debug dump (that is at debug).
+                tracing::debug!(error = %DisplayErrorContext(err), "an AWS call failed");
+                let chain = crate::aws::http::error_chain(err);
+                let chain = chain.strip_prefix("dispatch failure: ").unwrap_or(&chain);
+                if chain.contains("no credentials found") || chain.contains("credential provider was not enabled") {
+                    Reason::new(
+                        Kind::NoCredentials,
+                        "no AWS credentials (tried the environment, the profile, web identity, ECS task credentials and instance metadata)",
+                    )
+                } else if ["Connection refused", "dns error", "failed to lookup", "tcp connect", "No route to host", "Network is unreachable"]
+                    .iter()
+                    .any(|k| chain.contains(k))
+                {
+                    Reason::new(Kind::Unreachable, format!("cannot connect: {}", chain.lines().next().unwrap_or_default()))
+                } else {
+                    Reason::new(Kind::Other, chain.lines().next().unwrap_or_default().to_string())
+                }
+            }
         }
     }
 }

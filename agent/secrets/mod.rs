@@ -10,6 +10,7 @@
 
 mod aws;
 pub mod files;
+mod reach;
 pub mod reference;
 pub mod refresh;
 mod secretsmanager;
@@ -66,6 +67,12 @@ pub enum SecretsError {
     Failed(Vec<Failure>),
     #[error("no AWS region for {0}: set AWS_REGION (ECS sets it for you), or use full ARNs")]
     NoRegion(String),
+    #[error(
+        "cannot load secrets, so the app was not started: cannot connect to {} ({}) for {}s: {error} — check the URL, and the network: \
+         a VPC endpoint or NAT gateway, and the security group's egress",
+        endpoint.url, endpoint.chosen, reach::UNREACHABLE_AFTER.as_secs()
+    )]
+    Unreachable { endpoint: reach::Endpoint, error: String },
     #[error(transparent)]
     Source(#[from] sources::SourceError),
 }
@@ -87,6 +94,15 @@ fn hint(kind: Kind, reference: &str, region: &str, action: &str, resource: &str)
         Kind::Timeout => {
             "check the endpoint and network (VPC endpoint or NAT), or raise --secrets-timeout; add --start-jitter when many tasks start at once"
                 .into()
+        }
+        Kind::NoCredentials => {
+            "on ECS give the task a task role (taskRoleArn: the agent fetches at run time with the task role, not the execution role); \
+             on a laptop set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                .into()
+        }
+        Kind::Unreachable => {
+            let e = reach::Endpoint::of(action.split(':').next().unwrap_or_default(), region);
+            format!("check {} ({}) and the network: a VPC endpoint or NAT gateway, and the security group's egress", e.url, e.chosen)
         }
         Kind::Other => String::new(),
     }
@@ -194,7 +210,28 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
     let mut params: HashMap<(String, String), Result<Fetched, Reason>> = HashMap::new();
     let mut secret_values: HashMap<SecretKey, Result<Fetched, Reason>> = HashMap::new();
     let mut path_results: HashMap<String, Result<Vec<(String, Fetched)>, Reason>> = HashMap::new();
-    while let Some(done) = tasks.join_next().await {
+    // Every endpoint the fetches use, watched for one that takes no connection at all.
+    let mut endpoints: Vec<reach::Endpoint> = Vec::new();
+    let used = ssm_names.keys().map(|r| ("ssm", r.as_str())).chain(path_region.iter().map(|r| ("ssm", r.as_str())));
+    for (service, region) in used.chain(secrets.iter().map(|k| ("secretsmanager", k.region.as_str()))) {
+        let e = reach::Endpoint::of(service, region);
+        if !endpoints.contains(&e) {
+            endpoints.push(e);
+        }
+    }
+    let unreachable = reach::first_unreachable(endpoints, reach::UNREACHABLE_AFTER);
+    tokio::pin!(unreachable);
+    loop {
+        let done = tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(d) => d,
+                None => break,
+            },
+            (endpoint, error) = &mut unreachable => {
+                tasks.abort_all();
+                return Err(SecretsError::Unreachable { endpoint, error });
+            }
+        };
         match done.expect("BUG: a secrets task panicked") {
             Outcome::Params(region, map) => params.extend(map.into_iter().map(|(n, r)| ((region.clone(), n), r))),
             Outcome::Secret(key, r) => {
