@@ -435,6 +435,18 @@ fn an_unreachable_endpoint_and_missing_credentials_read_as_one_line() {
             assert!(!line.contains(debug), "a Debug dump at the default log level: {line}");
         }
     }
+
+    // No region anywhere (IMDS allowed to be asked): the agent's one line, not the SDK's WARN
+    // with the IMDS answer dumped.
+    let mut c = agent_cmd();
+    aws_env(&mut c, &moto.endpoint());
+    c.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION").env_remove("AWS_EC2_METADATA_DISABLED").env("HOME", dir.path());
+    c.env("AWS_CONFIG_FILE", "/nonexistent").args(["run", "--secret", "A=/x/a", "--", "true"]);
+    let out = run(c, T);
+    assert_eq!(code(&out, "no region"), 69, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no AWS region for A: set AWS_REGION"), "{err}");
+    assert!(!err.contains("IMDS") && !err.contains(" WARN "), "only the agent's own line: {err}");
 }
 
 #[test]
