@@ -168,4 +168,66 @@ mod tests {
         assert_eq!(r.to_string(), "secretsmanager:x#k@AWSCURRENT@abc");
         assert!("arn:aws:secretsmanager:us-east-1:1:secret:x:a:b:c:d".parse::<Reference>().is_err());
     }
+
+    mod valuefrom {
+        use proptest::prelude::*;
+
+        use super::super::Reference;
+
+        fn partition() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec!["aws", "aws-cn", "aws-us-gov", "aws-iso"])
+        }
+        fn region() -> impl Strategy<Value = String> {
+            "[a-z]{2}(-gov)?-[a-z]{4,9}-[1-9]"
+        }
+        fn account() -> impl Strategy<Value = String> {
+            "[0-9]{12}"
+        }
+        /// A hierarchical or plain parameter name, with a version or label selector or none.
+        fn parameter() -> impl Strategy<Value = String> {
+            ("(/[A-Za-z0-9_.-]{1,12}){1,4}|[A-Za-z0-9_.-]{1,12}", prop::option::of("[0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,10}")).prop_map(|(n, sel)| {
+                match sel {
+                    Some(s) => format!("{n}:{s}"),
+                    None => n,
+                }
+            })
+        }
+        fn field() -> impl Strategy<Value = Option<String>> {
+            prop::option::of("[A-Za-z0-9_-]{1,12}")
+        }
+
+        proptest! {
+            /// An SSM ARN of any partition is kept as written, its region taken from it.
+            #[test]
+            fn ssm_arns_are_kept_whole(p in partition(), r in region(), a in account(), name in parameter()) {
+                let slash = if name.starts_with('/') { "" } else { "/" };
+                let arn = format!("arn:{p}:ssm:{r}:{a}:parameter{slash}{name}");
+                let got: Reference = arn.parse().unwrap();
+                prop_assert_eq!(got, Reference::Ssm { name: arn.clone(), region: Some(r) });
+            }
+
+            /// A plain SSM name with at most one selector is itself.
+            #[test]
+            fn ssm_names_are_themselves(name in parameter()) {
+                prop_assert_eq!(name.parse::<Reference>().unwrap(), Reference::Ssm { name: name.clone(), region: None });
+            }
+
+            /// A Secrets Manager ARN with 0 to 3 of ECS's suffix fields (empty ones skipped) gives
+            /// the ARN of the secret and each field; 4 or more suffix fields are refused.
+            #[test]
+            fn secrets_manager_suffixes(p in partition(), r in region(), a in account(), name in "[A-Za-z0-9/_+=.@-]{1,20}-[A-Za-z0-9]{6}",
+                                        k in field(), st in field(), id in field(), n in 0usize..=3, extra in "[a-z]{1,5}") {
+                let base = format!("arn:{p}:secretsmanager:{r}:{a}:secret:{name}");
+                let fields = [k.clone(), st.clone(), id.clone()];
+                let suffix: String = fields[..n].iter().map(|f| format!(":{}", f.clone().unwrap_or_default())).collect();
+                let got: Reference = format!("{base}{suffix}").parse().unwrap();
+                let want = |i: usize| if i < n { fields[i].clone() } else { None };
+                prop_assert_eq!(got, Reference::SecretsManager {
+                    secret_id: base.clone(), region: Some(r), json_key: want(0), version_stage: want(1), version_id: want(2)
+                });
+                let too_many = format!("{base}:{}:{}:{}:{extra}", k.unwrap_or_default(), st.unwrap_or_default(), id.unwrap_or_default());
+                prop_assert!(too_many.parse::<Reference>().is_err());
+            }
+        }
+    }
 }
