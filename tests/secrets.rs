@@ -417,6 +417,17 @@ fn an_unreachable_endpoint_and_missing_credentials_read_as_one_line() {
     let want = format!("cannot connect to {} (from AWS_ENDPOINT_URL) for 10s: Connection refused", closed.endpoint());
     assert!(err.contains(&want), "{err}");
 
+    // An image without root certificates and an HTTPS endpoint: said at once, with the fix.
+    let https = closed.endpoint().replace("http://", "https://");
+    let mut c = agent_cmd();
+    aws_env(&mut c, &https);
+    c.env("SSL_CERT_FILE", "/nonexistent").env("SSL_CERT_DIR", "/nonexistent").args(["run", "--secret", "A=/x/a", "--", "true"]);
+    let out = run(c, T);
+    assert_eq!(code(&out, "no root certificates"), 69, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("HTTPS to {https} (from AWS_ENDPOINT_URL) cannot be trusted: this image has no root certificates")), "{err}");
+    assert!(err.contains("apt-get install ca-certificates"), "{err}");
+
     let moto = Moto::start();
     let mut c = agent_cmd();
     aws_env(&mut c, &moto.endpoint());

@@ -14,13 +14,40 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls;
 
 pub async fn config(retry: RetryConfig, attempt_timeout: Duration) -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build_https();
+    // An image without root certificates: an empty trust store, said to be so (the SDK would
+    // otherwise assert there are roots — a panic in debug builds — and then trust nothing).
+    let mut trust = tls::TlsContext::builder();
+    if system_roots() == 0 {
+        trust = trust.with_trust_store(tls::TrustStore::empty());
+    }
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_context(trust.build().expect("a TLS context without custom certificates"))
+        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .retry_config(retry)
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(attempt_timeout).build())
         .load()
         .await
+}
+
+/// How many root certificates the system has (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the
+/// distribution's bundle), counted once.
+pub fn system_roots() -> usize {
+    static ROOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs.len())
+}
+
+/// What to tell a person whose HTTPS call failed on the server's certificate.
+pub fn certificate_hint() -> String {
+    if system_roots() == 0 {
+        "this image has no root certificates (none in SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs): install them \
+         (Debian: apt-get install ca-certificates; or COPY /etc/ssl/certs/ca-certificates.crt from the build stage)"
+            .to_string()
+    } else {
+        "the server's certificate is not signed by a root this image trusts (a TLS-inspecting proxy? add its CA to the bundle)".to_string()
+    }
 }
 
 /// The AWS configuration of the relays (PutTraceSegments, the sampling proxy, X-Ray's OTLP

@@ -40,6 +40,8 @@ pub enum Kind {
     NoCredentials,
     /// No connection to the endpoint (refused, no such host, no route).
     Unreachable,
+    /// The TLS handshake failed on the server's certificate.
+    Untrusted,
     Other,
 }
 
@@ -99,6 +101,8 @@ impl Reason {
                         Kind::NoCredentials,
                         "no AWS credentials (tried the environment, the profile, web identity, ECS task credentials and instance metadata)",
                     )
+                } else if chain.contains("invalid peer certificate") || chain.contains("UnknownIssuer") {
+                    Reason::new(Kind::Untrusted, format!("TLS: {}", chain.lines().next().unwrap_or_default()))
                 } else if ["Connection refused", "dns error", "failed to lookup", "tcp connect", "No route to host", "Network is unreachable"]
                     .iter()
                     .any(|k| chain.contains(k))

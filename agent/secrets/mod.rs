@@ -73,6 +73,8 @@ pub enum SecretsError {
         endpoint.url, endpoint.chosen, reach::UNREACHABLE_AFTER.as_secs()
     )]
     Unreachable { endpoint: reach::Endpoint, error: String },
+    #[error("cannot load secrets, so the app was not started: HTTPS to {} ({}) cannot be trusted: {hint}", endpoint.url, endpoint.chosen)]
+    NoRoots { endpoint: reach::Endpoint, hint: String },
     #[error(transparent)]
     Source(#[from] sources::SourceError),
 }
@@ -104,6 +106,7 @@ fn hint(kind: Kind, reference: &str, region: &str, action: &str, resource: &str)
             let e = reach::Endpoint::of(action.split(':').next().unwrap_or_default(), region);
             format!("check {} ({}) and the network: a VPC endpoint or NAT gateway, and the security group's egress", e.url, e.chosen)
         }
+        Kind::Untrusted => crate::aws::certificate_hint(),
         Kind::Other => String::new(),
     }
 }
@@ -217,6 +220,14 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
         let e = reach::Endpoint::of(service, region);
         if !endpoints.contains(&e) {
             endpoints.push(e);
+        }
+    }
+    // No root certificates (a FROM scratch or minimal image): no HTTPS answer can be trusted,
+    // so say so now rather than after every retry.
+    if let Some(e) = endpoints.iter().find(|e| e.url.starts_with("https://")) {
+        if crate::aws::system_roots() == 0 {
+            tasks.abort_all();
+            return Err(SecretsError::NoRoots { endpoint: e.clone(), hint: crate::aws::certificate_hint() });
         }
     }
     let unreachable = reach::first_unreachable(endpoints, reach::UNREACHABLE_AFTER);
