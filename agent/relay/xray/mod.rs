@@ -53,23 +53,32 @@ pub struct Sockets {
 /// Binds the UDP socket and the sampling listener. A taken address (the X-Ray daemon sidecar is
 /// still in the task, say) is not fatal: the app runs, and the agent says why it is not relaying.
 pub fn bind(cfg: &XraySettings) -> Option<Sockets> {
-    let udp = match std::net::UdpSocket::bind(cfg.address) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(address = %cfg.address, error = %e, "cannot receive X-Ray segments (is the X-Ray daemon sidecar still running? remove it, or use --xray-address or --no-xray)");
-            return None;
+    // Port 0 (tests, several agents on a laptop): the kernel picks the UDP port, and the sampling
+    // endpoint needs the same number in TCP, which may be taken (a TCP connection's local port):
+    // then another UDP port is tried.
+    let tries = if cfg.address.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = match std::net::UdpSocket::bind(cfg.address) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(address = %cfg.address, error = %e, "cannot receive X-Ray segments (is the X-Ray daemon sidecar still running? remove it, or use --xray-address or --no-xray)");
+                return None;
+            }
+        };
+        let address = udp.local_addr().unwrap_or(cfg.address);
+        match sampling::bind(address) {
+            Ok(l) => return finish(cfg, udp, Some(l), address),
+            Err(e) => last = Some((udp, address, e)),
         }
-    };
-    // Port 0 (tests, several agents on a laptop): the kernel's choice, for the sampling
-    // endpoint and the app alike.
-    let address = udp.local_addr().unwrap_or(cfg.address);
-    let sampling = match sampling::bind(address) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            warn!(address = %address, error = %e, "cannot serve X-Ray sampling requests (TCP); segments are still received");
-            None
-        }
-    };
+    }
+    let (udp, address, e) = last.expect("at least one try");
+    warn!(address = %address, error = %e, "cannot serve X-Ray sampling requests (TCP); segments are still received");
+    finish(cfg, udp, None, address)
+}
+
+/// Sizes the UDP socket's receive buffer, sets its read timeout, and says where segments are received.
+fn finish(cfg: &XraySettings, udp: std::net::UdpSocket, sampling: Option<std::net::TcpListener>, address: SocketAddr) -> Option<Sockets> {
     let rcvbuf = receiver::set_rcvbuf(&udp, cfg.rcvbuf);
     udp.set_read_timeout(Some(receiver::READ_TIMEOUT)).ok()?;
     info!(address = %address, rcvbuf, "receiving X-Ray segments");
