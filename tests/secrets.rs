@@ -259,6 +259,26 @@ fn access_denied_is_attributed_to_the_names_it_concerns() {
     assert!(requests >= 4 && faults == 2, "the batch, then each name alone (denied twice): {requests} requests, {faults} faults");
 }
 
+/// A KMS failure (Secrets Manager's DecryptionFailure, in AWS's JSON error shape) names the secret
+/// and says which permission is missing; the other secrets are not blamed.
+#[test]
+fn a_kms_failure_names_the_secret_and_the_permission() {
+    let moto = Moto::start();
+    let expected = moto.seed();
+    let proxy = FaultProxy::start(&moto.endpoint(), &["kms", "rotating"]);
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--secret", "ROT=secretsmanager:rotating", "--secret", "DB_USERNAME=secretsmanager:flask-api/database:username::"];
+    let (out, env_file) = run_child(&proxy.endpoint(), &args, dir.path());
+    assert_eq!(code(&out, "kms"), 69, "{}", stderr(&out));
+    assert!(!env_file.exists());
+    let err = stderr(&out);
+    let msg = err.lines().find(|l| l.contains(" ERROR ")).unwrap_or_else(|| panic!("no ERROR line:\n{err}"));
+    assert!(msg.contains("cannot load 1 secret,"), "{msg}");
+    assert!(msg.contains("ROT (secretsmanager:rotating): DecryptionFailure") && msg.contains("kms:Decrypt"), "{msg}");
+    assert!(!msg.contains("DB_USERNAME"), "{msg}");
+    assert_no_secret_values(&all_output(&out), expected.values(), "the agent's output");
+}
+
 #[test]
 fn env_file_needs_no_aws_and_inherited_variables_are_overridden_or_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,8 @@ Usage: faultproxy.py LISTEN_PORT UPSTREAM_URL FAULT [COUNT] [ARG]
     rate RPS                  allow RPS requests per second (token bucket), throttle the rest
     deny TEXT                 answer 400 AccessDeniedException (AWS's JSON error shape, naming
                               TEXT as the resource) to every request whose body contains TEXT
+    kms TEXT                  answer 400 DecryptionFailure (Secrets Manager's KMS error) to every
+                              request whose body contains TEXT
 It prints "ready PORT" once listening, and on stdin EOF or SIGTERM prints "requests=N faults=M" and exits.
 """
 import http.client
@@ -22,7 +24,7 @@ import time
 import urllib.parse
 
 port, upstream, fault = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-deny = sys.argv[4] if fault == "deny" else None
+deny = sys.argv[4] if fault in ("deny", "kms") else None
 arg1 = float(sys.argv[4]) if len(sys.argv) > 4 and not deny else 0
 arg2 = float(sys.argv[5]) if len(sys.argv) > 5 else 0
 up = urllib.parse.urlparse(upstream)
@@ -55,7 +57,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = counts["requests"]
         if fault == "throttle" and n <= arg1 or fault == "rate" and not take_token():
             return self.fail(400, "ThrottlingException", "Rate exceeded")
-        if deny and deny.encode() in body:
+        if fault == "kms" and deny.encode() in body:
+            return self.fail(400, "DecryptionFailure",
+                             "Secrets Manager can't decrypt the protected secret text using the provided KMS key.")
+        if fault == "deny" and deny.encode() in body:
             target = self.headers.get("X-Amz-Target", "")
             action = "ssm:" + target.split(".")[-1] if target else "ssm:GetParameters"
             return self.fail(400, "AccessDeniedException",
