@@ -68,11 +68,11 @@ pub enum SecretsError {
     #[error("no AWS region for {0}: set AWS_REGION (ECS sets it for you), or use full ARNs")]
     NoRegion(String),
     #[error(
-        "cannot load secrets, so the app was not started: cannot connect to {} ({}) for {}s: {error} — check the URL, and the network: \
+        "cannot load secrets, so the app was not started: cannot connect to {} ({}) for {}: {error} — check the URL, and the network: \
          a VPC endpoint or NAT gateway, and the security group's egress",
-        endpoint.url, endpoint.chosen, reach::UNREACHABLE_AFTER.as_secs()
+        endpoint.url, endpoint.chosen, humantime::format_duration(*after)
     )]
-    Unreachable { endpoint: reach::Endpoint, error: String },
+    Unreachable { endpoint: reach::Endpoint, error: String, after: Duration },
     #[error("cannot load secrets, so the app was not started: HTTPS to {} ({}) cannot be trusted: {hint}", endpoint.url, endpoint.chosen)]
     NoRoots { endpoint: reach::Endpoint, hint: String },
     #[error(transparent)]
@@ -120,7 +120,7 @@ fn ssm_arn(region: &str, name: &str) -> String {
 }
 
 /// Resolves every source. `total` bounds everything that talks to AWS.
-pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, SecretsError> {
+pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Duration) -> Result<Resolved, SecretsError> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
 
     // The task definition's plain `environment` first: everything else overrides it.
@@ -230,7 +230,7 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
             return Err(SecretsError::NoRoots { endpoint: e.clone(), hint: crate::aws::certificate_hint() });
         }
     }
-    let unreachable = reach::first_unreachable(endpoints, reach::UNREACHABLE_AFTER);
+    let unreachable = reach::first_unreachable(endpoints, unreachable_after);
     tokio::pin!(unreachable);
     loop {
         let done = tokio::select! {
@@ -240,7 +240,7 @@ pub async fn resolve(sources: &Sources, total: Duration) -> Result<Resolved, Sec
             },
             (endpoint, error) = &mut unreachable => {
                 tasks.abort_all();
-                return Err(SecretsError::Unreachable { endpoint, error });
+                return Err(SecretsError::Unreachable { endpoint, error, after: unreachable_after });
             }
         };
         match done.expect("BUG: a secrets task panicked") {

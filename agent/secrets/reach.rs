@@ -4,7 +4,9 @@
 //! (33.7 s in one try, 60 s at worst), and then only as "no answer". Beside the fetches, this
 //! opens a TCP connection to each endpoint; one that takes none for `UNREACHABLE_AFTER` ends the
 //! step with the endpoint, how it was chosen and the system's error. A reachable endpoint costs
-//! one connection and nothing else: throttling is still retried for the whole timeout.
+//! one connection and nothing else: throttling is still retried for the whole timeout. A
+//! `--secrets-timeout` that is set explicitly is the limit for this too (a NAT gateway still
+//! coming up may be worth waiting for).
 
 use std::time::Duration;
 

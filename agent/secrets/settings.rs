@@ -13,6 +13,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SecretsConfig {
     pub sources: Sources,
     pub timeout: Duration,
+    /// How long an endpoint that takes no connection is tried: 10 s (`reach.rs`), or all of
+    /// `--secrets-timeout` when that is set.
+    pub unreachable_after: Duration,
     pub start_jitter: Duration,
 }
 
@@ -48,10 +51,11 @@ pub fn config(a: &SecretsArgs, f: &FileConfig) -> Result<SecretsConfig, Settings
     if let Some(file) = a.env_file.as_ref().or(f.env_file.as_ref()) {
         sources.env_files.push(file.clone());
     }
+    let timeout = layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), parse_positive_duration)?;
     Ok(SecretsConfig {
         sources,
-        timeout: layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), parse_positive_duration)?
-            .unwrap_or(DEFAULT_TIMEOUT),
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+        unreachable_after: timeout.unwrap_or(super::reach::UNREACHABLE_AFTER),
         start_jitter: layered(Key::run("start-jitter"), a.start_jitter.as_ref(), f.start_jitter.as_ref(), parse_duration)?.unwrap_or(Duration::ZERO),
     })
 }
@@ -73,6 +77,6 @@ impl SecretsConfig {
             .enable_all()
             .build()
             .expect("BUG: cannot build the single-thread runtime for fetching secrets");
-        rt.block_on(super::resolve(&self.sources, self.timeout))
+        rt.block_on(super::resolve(&self.sources, self.timeout, self.unreachable_after))
     }
 }
