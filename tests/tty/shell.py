@@ -89,10 +89,15 @@ class Terminal:
             pass
 
 
-def ctrl_z(t, prefix):
+def start_app(t, prefix, rest):
+    """At the first prompt, runs an app that says `child-ready` first, then `rest`; waits for it."""
     t.expect(r"PROMPT> ", "first prompt")
-    t.send(f"{prefix}sh -c 'echo child-ready; sleep 3; echo child-done; exit 7'\n")
+    t.send(f"{prefix}sh -c 'echo child-ready; {rest}'\n")
     t.expect(r"\nchild-ready", "the app's first line")
+
+
+def ctrl_z(t, prefix):
+    start_app(t, prefix, "sleep 3; echo child-done; exit 7")
     t.send("\x1a")  # Ctrl-Z
     t.expect(r"Stopped", "'Stopped' from the shell after Ctrl-Z")
     t.expect(r"PROMPT> ", "the prompt back after Ctrl-Z")
@@ -121,9 +126,7 @@ def bg_reader(t, prefix):
 
 
 def ctrl_c(t, prefix):
-    t.expect(r"PROMPT> ", "first prompt")
-    t.send(f"{prefix}sh -c 'echo child-ready; sleep 30'\n")
-    t.expect(r"\nchild-ready", "the app's first line")
+    start_app(t, prefix, "sleep 30")
     t.send("\x03")  # Ctrl-C
     t.expect(r"PROMPT> ", "the prompt back after Ctrl-C")
     t.send("echo exit=$?\n")
