@@ -180,8 +180,10 @@ pub fn load_secrets_file(path: &Path, container: Option<&str>) -> Result<Loaded,
     let items: Vec<FileEntry> = serde_json::from_value(array)
         .map_err(|e| file_err(format!("expected the ECS secrets array [{{\"name\": ..., \"valueFrom\": ...}}]: {e}")))?;
     let env: Vec<EnvEntry> = match environment {
-        Some(e) => serde_json::from_value(e)
-            .map_err(|e| file_err(format!("expected the ECS environment array [{{\"name\": ..., \"value\": \"...\"}}]: {e}")))?,
+        // Not serde's words: they may quote a value, and an `environment` value can be a password.
+        Some(e) => serde_json::from_value(e).map_err(|_| {
+            file_err("expected the ECS environment array [{\"name\": \"...\", \"value\": \"...\"}], a string name and value each".into())
+        })?,
         None => Vec::new(),
     };
     let secrets = items
