@@ -274,6 +274,43 @@ fn the_sdks_sampling_client_gets_rules_through_the_agent_signed() {
     assert!(!lines(log).iter().any(|l| l.contains("/TraceSegments")), "not forwarded");
 }
 
+/// A POST to the agent's sampling proxy: (status line, body).
+fn sampling_post(address: &str, path: &str, body: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+#[test]
+fn sampling_requests_and_answers_pass_through_as_they_came() {
+    let setup = SamplingSetup::start(true);
+    // A field the agent does not know (adaptive sampling's boost statistics) reaches X-Ray...
+    let boost = r#"{"SamplingStatisticsDocuments":[],"SamplingBoostStatisticsDocuments":[{"RuleName":"stub-rule","ServiceName":"s","Timestamp":1700000000,"AnomalyCount":1,"TotalCount":2,"SampledAnomalyCount":1}]}"#;
+    let (status, _) = sampling_post(&setup.xray, "/SamplingTargets", boost);
+    assert!(status.contains(" 200"), "{status}");
+    let forwarded: Vec<serde_json::Value> = lines(&setup.log).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(forwarded.last().unwrap()["body"], boost, "the body is forwarded as it came");
+    // ...and one in X-Ray's answer reaches the app.
+    let (status, rules) = sampling_post(&setup.xray, "/GetSamplingRules", "{}");
+    assert!(status.contains(" 200"), "{status}");
+    let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
+    assert_eq!(rules["SamplingRuleRecords"][0]["SamplingRule"]["SamplingRateBoost"]["MaxRate"], 0.2, "{rules}");
+    // X-Ray's refusal comes back with its status and words.
+    let (status, answer) = sampling_post(&setup.xray, "/SamplingTargets", r#"{"SamplingStatisticsDocuments":[{"RuleName":"not-a-rule"}]}"#);
+    assert!(status.contains(" 400"), "{status}");
+    assert!(answer.contains("InvalidRequestException") && answer.contains("no such rule"), "{answer}");
+    // A body that is not JSON is the app's mistake, said by the agent, not forwarded.
+    let before = lines(&setup.log).len();
+    let (status, answer) = sampling_post(&setup.xray, "/GetSamplingRules", "{not json");
+    assert!(status.contains(" 400") && answer.contains("/GetSamplingRules is not JSON"), "{status} {answer}");
+    assert_eq!(lines(&setup.log).len(), before, "not forwarded");
+}
+
 #[test]
 fn without_credentials_sampling_gets_503_and_nothing_is_forwarded() {
     let setup = SamplingSetup::start(false);

@@ -44,6 +44,12 @@ pub fn client(plain_ok: bool) -> Result<HttpClient, String> {
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
 }
 
+/// Whether the service's endpoint is plain HTTP (a local stand-in named by
+/// `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL`): then no root certificates are needed.
+pub fn plain_endpoint(service: &str) -> bool {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}")).or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"))
+}
+
 /// Why a request could not be signed; `retry`: it may work later (credentials not yet there).
 #[derive(Debug)]
 pub struct SignError {

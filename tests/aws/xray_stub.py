@@ -10,7 +10,9 @@ port, log_file = int(sys.argv[1]), sys.argv[2]
 RULES = {"SamplingRuleRecords": [{"SamplingRule": {
     "RuleName": "stub-rule", "RuleARN": "arn:aws:xray:us-east-1:123456789012:sampling-rule/stub-rule",
     "ResourceARN": "*", "Priority": 100, "FixedRate": 0.5, "ReservoirSize": 2, "ServiceName": "*",
-    "ServiceType": "*", "Host": "*", "HTTPMethod": "*", "URLPath": "*", "Version": 1, "Attributes": {}},
+    "ServiceType": "*", "Host": "*", "HTTPMethod": "*", "URLPath": "*", "Version": 1, "Attributes": {},
+    # Adaptive sampling (2025), newer than some SDK models: a proxy must pass it through.
+    "SamplingRateBoost": {"MaxRate": 0.2, "CooldownWindowMinutes": 1}},
     "CreatedAt": 1700000000.0, "ModifiedAt": 1700000001.0}]}
 TARGETS = {"SamplingTargetDocuments": [{"RuleName": "stub-rule", "FixedRate": 0.5, "ReservoirQuota": 2,
            "ReservoirQuotaTTL": 1900000000.0, "Interval": 10}], "LastRuleModification": 1700000001.0,
@@ -26,6 +28,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with open(log_file, "a") as f:
             f.write(json.dumps({"path": self.path, "authorization": self.headers.get("Authorization", ""),
                                 "body": body.decode("utf-8", "replace")}) + "\n")
+        if self.path == "/SamplingTargets" and b"not-a-rule" in body:
+            # X-Ray's answer to a bad request, which the agent passes back as it came.
+            data = b'{"__type": "InvalidRequestException", "message": "stub: no such rule"}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         answer = {"/GetSamplingRules": RULES, "/SamplingTargets": TARGETS}.get(self.path, {"UnprocessedTraceSegments": []})
         data = json.dumps(answer).encode()
         self.send_response(200)

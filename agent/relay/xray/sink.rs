@@ -88,11 +88,7 @@ impl PutTraceSegments {
     }
 
     async fn put(&mut self, batch: Vec<Segments>) -> Sent<Segments> {
-        let client = self.client.get_or_insert_with(|| {
-            // HTTPS unless AWS_ENDPOINT_URL points somewhere plain (a local stand-in).
-            let plain = std::env::var("AWS_ENDPOINT_URL_XRAY").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).is_ok_and(|u| u.starts_with("http://"));
-            aws_http::client(plain)
-        });
+        let client = self.client.get_or_insert_with(|| aws_http::client(aws_http::plain_endpoint("XRAY")));
         let client = match client {
             Ok(c) => c.clone(),
             Err(e) => return Sent::Failed { reason: format!("PutTraceSegments: {e}") },
