@@ -22,7 +22,7 @@ OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port \
   "$agent" run --no-xray --otlp-address "127.0.0.1:$otlp_port" -- sleep 600 2> "$out/otlp-agent.log" &
 agent_pid=$!
 trap 'kill $agent_pid $sink 2>/dev/null; wait 2>/dev/null' EXIT
-until grep -q ready "$out/otlp-sink.log" && grep -q "relaying OTLP spans" "$out/otlp-agent.log"; do sleep 0.05; done
+until grep -q ready "$out/otlp-sink.log" && grep -q "relaying OTLP" "$out/otlp-agent.log"; do sleep 0.05; done
 
 delivered() { python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$sink_port/count').read().decode())"; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/$agent_pid/stat; }

@@ -22,8 +22,13 @@ fn agent_with_sender(
 ) -> (Child, std::sync::Arc<std::sync::Mutex<String>>, tempfile::TempDir, String) {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = agent_cmd();
-    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
         cmd.env_remove(v);
+    }
+    for signal in ["TRACES", "METRICS", "LOGS"] {
+        for what in ["ENDPOINT", "HEADERS", "PROTOCOL"] {
+            cmd.env_remove(format!("OTEL_EXPORTER_OTLP_{signal}_{what}"));
+        }
     }
     if let Some(e) = endpoint {
         cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
@@ -42,7 +47,7 @@ fn agent_with_sender(
         .stderr(Stdio::piped());
     let mut agent = cmd.spawn().unwrap();
     let err = collect(agent.stderr.take().unwrap());
-    let otlp = if endpoint.is_some() { bound_address(&err, "relaying OTLP spans") } else { String::new() };
+    let otlp = if endpoint.is_some() { bound_address(&err, "relaying OTLP") } else { String::new() };
     (agent, err, out, otlp)
 }
 
@@ -60,8 +65,13 @@ fn whole_log(err: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
 
 /// A number from the agent's "OTLP spans, final counts" line for an upstream.
 fn final_count(log: &str, key: &str) -> u64 {
-    let line =
-        log.lines().find(|l| l.contains("OTLP spans, final counts") && l.contains("upstream=")).unwrap_or_else(|| panic!("no final counts:\n{log}"));
+    final_count_of(log, "OTLP spans", key)
+}
+
+/// A number from the agent's "WHAT, final counts" line for an upstream ("OTLP data points"...).
+fn final_count_of(log: &str, what: &str, key: &str) -> u64 {
+    let marker = format!("{what}, final counts");
+    let line = log.lines().find(|l| l.contains(&marker) && l.contains("upstream=")).unwrap_or_else(|| panic!("no {marker}:\n{log}"));
     line.split(&format!(" {key}="))
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
@@ -110,8 +120,59 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     signal(agent.id(), libc::SIGTERM);
     assert_eq!(wait_child(&mut agent, T, "agent after SIGTERM").code(), Some(0));
     let log = whole_log(&err);
-    assert!(log.contains("relaying OTLP spans"), "{log}");
+    assert!(log.contains("relaying OTLP"), "{log}");
     assert!(final_count(&log, "sent") >= 10 && final_count(&log, "dropped") == 0, "{log}");
+    assert!(!log.contains(key), "the key is never logged:\n{log}");
+}
+
+#[test]
+fn traces_metrics_and_logs_reach_the_backend_each_with_its_own_headers_and_no_key_in_the_app() {
+    let sink = Sink::start(&[]);
+    let key = "hc-key-all-signals-51c2";
+    let (generic, metrics) = (format!("x-honeycomb-team={key}"), format!("x-honeycomb-team={key},x-honeycomb-dataset=otlp-metrics"));
+    let env = [
+        ("OTEL_EXPORTER_OTLP_HEADERS", generic.as_str()),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", metrics.as_str()),
+        ("OTLP_SEND_SIGNALS", "traces,metrics,logs"),
+    ];
+    const N: usize = 40;
+    let (mut agent, err, out, otlp) = agent_with_sender(Some(&sink.endpoint()), N, &[], &env);
+    let ids = sent_ids(out.path());
+    sink.wait_for_ids(&ids, T, "every span");
+    wait_until(T, "every data point and log record", || sink.accepted("points").len() >= N && sink.accepted("logs").len() >= N);
+
+    // Every data point once, under the app's service name, on /v1/metrics with the dataset header.
+    let points = sink.accepted("points");
+    let mut ns: Vec<u64> = points.iter().map(|(p, _, _)| p["attributes"]["n"].as_str().unwrap().parse().unwrap()).collect();
+    ns.sort();
+    assert_eq!(ns, (0..N as u64).collect::<Vec<_>>(), "each data point exactly once");
+    for (p, path, headers) in &points {
+        assert_eq!((p["metric"].as_str(), p["service"].as_str(), p["value"].as_i64()), (Some("otlp_send.work"), Some("otlp-send"), Some(1)), "{p}");
+        assert_eq!(path, "/v1/metrics");
+        assert_eq!((headers["x-honeycomb-team"].as_str(), headers["x-honeycomb-dataset"].as_str()), (Some(key), Some("otlp-metrics")), "{headers}");
+    }
+    // Every log record once, with the trace it was written in, on /v1/logs without the dataset.
+    let logs = sink.accepted("logs");
+    assert_eq!(logs.len(), N, "each log record exactly once");
+    for (r, path, headers) in &logs {
+        let i: usize = r["body"].as_str().unwrap().strip_prefix("log-").unwrap().parse().unwrap();
+        assert_eq!(r["trace_id"].as_str(), Some(ids[i].as_str()), "{r}");
+        assert_eq!((r["service"].as_str(), r["severity"].as_str()), (Some("otlp-send"), Some("INFO")), "{r}");
+        assert_eq!(path, "/v1/logs");
+        assert_eq!(headers["x-honeycomb-team"].as_str(), Some(key));
+        assert!(headers.get("x-honeycomb-dataset").is_none(), "the metrics dataset stays on metrics: {headers}");
+    }
+    // The app sent everything to the agent and never saw the key.
+    let seen: serde_json::Value = serde_json::from_str(&read(&out.path().join("env.json"))).unwrap();
+    assert_eq!(seen["OTEL_EXPORTER_OTLP_ENDPOINT"], format!("http://{otlp}"), "{seen}");
+    assert!(seen.get("OTEL_EXPORTER_OTLP_HEADERS").is_none() && seen.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS").is_none(), "{seen}");
+
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = whole_log(&err);
+    assert_eq!(final_count(&log, "sent"), N as u64, "{log}");
+    assert_eq!(final_count_of(&log, "OTLP data points", "sent"), N as u64, "{log}");
+    assert_eq!(final_count_of(&log, "OTLP log records", "sent"), N as u64, "{log}");
     assert!(!log.contains(key), "the key is never logged:\n{log}");
 }
 
@@ -207,7 +268,7 @@ fn malformed_and_oversized_bodies_are_refused_with_reasons_and_harm_nothing() {
     let bomb = gz.finish().unwrap();
     let (status, body) = post(&otlp, "/v1/traces", &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "gzip")], &bomb);
     assert_eq!(status, 413, "a gzip bomb stops at the limit: {}", text(body));
-    let (status, _) = post(&otlp, "/v1/metrics", &pb, b"");
+    let (status, _) = post(&otlp, "/v1/profiles", &pb, b"");
     assert_eq!(status, 404);
 
     // JSON works, and a span with an all-zero trace ID is dropped with a partial success.
@@ -230,7 +291,7 @@ fn malformed_and_oversized_bodies_are_refused_with_reasons_and_harm_nothing() {
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
     let log = whole_log(&err);
     assert!(log.contains("refused an OTLP request with 400"), "{log}");
-    assert!(log.contains("relays traces only"), "the app is told where metrics should go: {log}");
+    assert!(log.contains("the agent receives OTLP at POST /v1/traces, /v1/metrics and /v1/logs"), "the app is told what is served: {log}");
 }
 
 #[test]

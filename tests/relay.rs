@@ -184,7 +184,7 @@ fn agent_with_otlp(upstream: &str, extra: &[&str]) -> (Child, Log, String) {
     otlp_env(&mut cmd, upstream);
     cmd.args(["run", "--otlp-address", "127.0.0.1:0"]).args(extra).args(["--", "sleep", "300"]);
     let (agent, err) = spawn(cmd);
-    let otlp = bound_address(&err, "relaying OTLP spans");
+    let otlp = bound_address(&err, "relaying OTLP");
     (agent, err, otlp)
 }
 
@@ -319,7 +319,7 @@ fn out_of_file_descriptors_pauses_accepts_instead_of_spinning() {
     }
     let (mut agent, err) = spawn(pre);
     let log = || err.lock().unwrap().clone();
-    let otlp = bound_address(&err, "relaying OTLP spans");
+    let otlp = bound_address(&err, "relaying OTLP");
     // The relay thread starts when the app has run 100 ms; a first request makes sure it runs.
     assert_eq!(post(&otlp, "/v1/traces", "application/x-protobuf", &otlp_body(1, 1)).0, 200);
     let held: Vec<TcpStream> = (0..60).filter_map(|_| TcpStream::connect(&otlp).ok()).collect();

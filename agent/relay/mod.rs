@@ -3,7 +3,7 @@
 //! ```text
 //!  app ──UDP 2000──▶ xray::receiver ─┐                              ┌─▶ xray::sink (PutTraceSegments)
 //!  app ──TCP 2000──▶ xray::sampling (GetSamplingRules, SamplingTargets ⇄ X-Ray)
-//!  app ──HTTP 4318─▶ otlp::receiver ─┼─▶ queues ─▶ batcher::run ────┼─▶ otlp::sink (one per upstream)
+//!  app ──HTTP 4318─▶ otlp::receiver ─┼─▶ queues ─▶ batcher::run ────┼─▶ otlp::sink (one per upstream and signal)
 //!                                    └─ xray::to_otlp (converter) ──┘
 //! ```
 //! Sources push into `batcher::Queue`s (a byte budget each, one per sink); one export loop
@@ -40,6 +40,8 @@ use tracing::{info, warn};
 use self::batcher::{Deadline, Queue, Stop};
 use self::counters::{ExportHealth, Snapshot};
 use self::otlp::message::Chunk;
+use self::otlp::receiver::Door;
+use self::otlp::signal::Kind as Signal;
 use self::otlp::sink::Upstream;
 use self::otlp::Ingest;
 pub use self::settings::RelaySettings;
@@ -51,7 +53,9 @@ use crate::aws::Shared;
 pub enum RelayError {
     #[error(transparent)]
     Upstream(#[from] otlp::settings::UpstreamError),
-    #[error("--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT, --otlp-endpoint or --otlp-xray")]
+    #[error(
+        "--xray-to-otlp needs an OTLP upstream: set OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, --otlp-endpoint or --otlp-xray"
+    )]
     NoUpstreamToConvertTo,
 }
 
@@ -80,8 +84,9 @@ struct OtlpPart {
     listener: std::net::TcpListener,
     /// Where it listens (the kernel's port for port 0).
     address: SocketAddr,
-    ingest: Arc<Ingest>,
-    sinks: Vec<Upstream>,
+    door: Arc<Door>,
+    /// Each upstream (and signal) with its queue.
+    sinks: Vec<(Upstream, Arc<Queue<Chunk>>)>,
     interval: Duration,
 }
 
@@ -123,7 +128,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
     let mut otlp = None;
     if let Some(s) = &settings.otlp {
         let upstreams = s.upstreams(app_env)?;
-        if settings.xray_to_otlp && upstreams.is_empty() {
+        if settings.xray_to_otlp && !upstreams.iter().any(|u| u.signal == Signal::Traces) {
             return Err(RelayError::NoUpstreamToConvertTo);
         }
         if !upstreams.is_empty() {
@@ -157,7 +162,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         }
     }
     if let Some(o) = &otlp {
-        exports.extend(o.ingest.queues.iter().map(|q| (q.name.clone(), q.health.clone())));
+        exports.extend(o.sinks.iter().map(|(_, q)| (q.name.clone(), q.health.clone())));
     }
     let relays = Relays {
         parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp })),
@@ -172,26 +177,37 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
     let listener = match serve::bind(s.address) {
         Ok(l) => l,
         Err(e) => {
-            warn!(address = %s.address, error = %e, "cannot receive OTLP spans, so the app keeps its own OTLP settings (is a collector sidecar on this port? remove it, or use --otlp-address or --no-otlp)");
+            warn!(address = %s.address, error = %e, "cannot receive OTLP, so the app keeps its own OTLP settings (is a collector sidecar on this port? remove it, or use --otlp-address or --no-otlp)");
             return None;
         }
     };
     let address = listener.local_addr().unwrap_or(s.address);
     let mut sinks = Vec::new();
     for cfg in upstreams {
-        let name = cfg.name();
+        let (name, signal) = (cfg.name(), cfg.signal);
         match Upstream::new(cfg, aws.clone()) {
-            Ok(u) => sinks.push(u),
-            Err(e) => warn!(upstream = %name, "cannot relay OTLP spans there: {e}"),
+            Ok(u) => {
+                let q = Queue::new(u.name.clone(), signal.queued(), s.buffer, otlp::LIMITS);
+                sinks.push((u, q));
+            }
+            Err(e) => warn!(upstream = %name, "cannot relay OTLP {} there: {e}", signal.unit()),
         }
     }
     if sinks.is_empty() {
         return None;
     }
-    let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().map(|u| Queue::new(u.name.clone(), "OTLP spans", s.buffer, otlp::LIMITS)).collect();
-    let names: Vec<&str> = sinks.iter().map(|u| u.name.as_str()).collect();
-    info!(address = %address, upstreams = %names.join(", "), "relaying OTLP spans");
-    Some(OtlpPart { listener, address, ingest: Arc::new(Ingest::new(queues, s.buffer)), sinks, interval: s.flush_interval })
+    let mut ingests = Vec::new();
+    let mut said = Vec::new();
+    for signal in Signal::ALL {
+        let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().filter(|(u, _)| u.cfg.signal == signal).map(|(_, q)| q.clone()).collect();
+        if !queues.is_empty() {
+            let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+            said.push(format!("{} to {}", signal.var().to_lowercase(), names.join(" and ")));
+            ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer)));
+        }
+    }
+    info!(address = %address, upstreams = %said.join("; "), "relaying OTLP");
+    Some(OtlpPart { listener, address, door: Arc::new(Door::new(ingests)), sinks, interval: s.flush_interval })
 }
 
 impl Relays {
@@ -259,12 +275,12 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
     let mut sinks: Vec<(String, JoinHandle<Snapshot>)> = Vec::new();
     let mut receiver: Option<(SocketAddr, tokio::sync::oneshot::Receiver<()>)> = None;
 
-    let ingest = parts.otlp.as_ref().map(|o| o.ingest.clone());
+    let door = parts.otlp.as_ref().map(|o| o.door.clone());
     if let Some(o) = parts.otlp {
         let listener = tokio::net::TcpListener::from_std(o.listener).expect("BUG: a bound listener");
-        let i = o.ingest.clone();
-        source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, i.clone()))));
-        for (sink, q) in o.sinks.into_iter().zip(o.ingest.queues.iter().cloned()) {
+        let d = o.door.clone();
+        source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));
+        for (sink, q) in o.sinks {
             let name = q.name.clone();
             sinks.push((name, tokio::spawn(batcher::run(sink, q, o.interval, sinks_deadline.clone()))));
         }
@@ -285,7 +301,7 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
             Err(e) => warn!(error = %e, "cannot start the X-Ray receiver thread; X-Ray segments are not received"),
         }
         let interval = x.settings.flush_interval;
-        match (parts.to_otlp, &ingest) {
+        match (parts.to_otlp, door.as_ref().and_then(|d| d.get(Signal::Traces))) {
             (true, Some(ingest)) => {
                 let sink = xray::to_otlp::ToOtlp(ingest.clone());
                 converters.push(tokio::spawn(batcher::run(sink, x.queue, interval, converters_deadline.clone())));
@@ -318,18 +334,19 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
     for (name, s) in sinks {
         report.upstreams.push((name, s.await.unwrap_or_default()));
     }
-    if let Some(i) = ingest {
-        // A request still under way when the deadline passed may have queued spans after its
+    for i in door.iter().flat_map(|d| d.ingests()) {
+        let unit = i.kind.unit();
+        // A request still under way when the deadline passed may have queued data after its
         // sink's last look: counted, so the books still balance.
         for q in &i.queues {
             let late = q.clear();
             if late > 0 {
                 counters::Counters::add(&q.counters.dropped, late);
-                warn!(upstream = %q.name, spans = late, "spans arrived after the flush deadline; counted as dropped");
+                warn!(upstream = %q.name, count = late, "OTLP {unit} arrived after the flush deadline; counted as dropped");
             }
         }
         let r = i.counters.snapshot();
-        info!(received = r.received, rejected = r.rejected, throttled = r.throttled, "OTLP spans received, final counts");
+        info!(received = r.received, rejected = r.rejected, throttled = r.throttled, "OTLP {unit} received, final counts");
     }
     report
 }

@@ -4,6 +4,10 @@ by the environment the agent gives it (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL
 Usage: otlp_send.py COUNT OUT_DIR [then-exec CMD ARGS...]
 Makes COUNT traces of one span each, flushes, and writes OUT_DIR/ids (the trace ids, hex, one a
 line) and OUT_DIR/env.json (which OTEL_* variables it saw; header values are not written).
+With OTLP_SEND_SIGNALS=traces,metrics,logs it also sends, with the SDK's OTLP/HTTP metric and
+log exporters: a counter `otlp_send.work` with one data point per trace (attribute n=0..COUNT-1),
+and one log record per trace through Python's logging (body "log-N", inside the span, so it
+carries the trace id).
 Then execs CMD if given, so the test decides when the app stops. With OTLP_SEND_AFTER=FILE in
 the environment it waits for FILE to exist before sending (so a test can measure the agent first).
 """
@@ -19,17 +23,43 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 count, out = int(sys.argv[1]), sys.argv[2]
+signals = os.environ.get("OTLP_SEND_SIGNALS", "traces").split(",")
 go = os.environ.get("OTLP_SEND_AFTER")
 while go and not os.path.exists(go):
     time.sleep(0.02)
-provider = TracerProvider(resource=Resource.create({"service.name": "otlp-send"}))
+resource = Resource.create({"service.name": "otlp-send"})
+provider = TracerProvider(resource=resource)
 provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 tracer = provider.get_tracer("tests")
+flushers = [provider]
+counter = log = None
+if "metrics" in signals:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    meters = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=600_000)])
+    counter = meters.get_meter("tests").create_counter("otlp_send.work")
+    flushers.append(meters)
+if "logs" in signals:
+    import logging
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    logs = LoggerProvider(resource=resource)
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    log = logging.getLogger("otlp_send")
+    log.setLevel(logging.INFO)
+    log.addHandler(LoggingHandler(level=logging.INFO, logger_provider=logs))
+    flushers.append(logs)
 ids = []
 for i in range(count):
     with tracer.start_as_current_span(f"work-{i}") as span:
         ids.append(format(span.get_span_context().trace_id, "032x"))
-ok = provider.force_flush(30_000)
+        if counter:
+            counter.add(1, {"n": i})
+        if log:
+            log.info("log-%d", i)
+ok = all([f.force_flush(30_000) for f in flushers])
 seen = {k: (v if "HEADERS" not in k else "<set>") for k, v in os.environ.items() if k.startswith("OTEL_")}
 with open(os.path.join(out, "env.json"), "w") as f:
     json.dump(seen, f)

@@ -1,9 +1,11 @@
 """A local OTLP/HTTP backend for the tests: it plays Honeycomb (or X-Ray's OTLP endpoint, or
 X-Ray's PutTraceSegments: POST /TraceSegments is logged with its documents and answered).
 
-Decodes every POST /v1/traces with the real opentelemetry-proto package (gzip undone) and
-appends one JSON object per request to LOG_FILE: the headers, the spans (name, trace id,
-service.name), and, with --sigv4-secret, whether the SigV4 signature is valid (recomputed with
+Decodes every POST of traces, metrics (a path ending in "metrics") and logs (ending in "logs")
+with the real opentelemetry-proto package (gzip undone) and appends one JSON object per request
+to LOG_FILE: the headers, the spans (name, trace id, service.name), the metrics' data points
+(metric name, service.name, attributes, value), the log records (body, trace id, service.name,
+severity), and, with --sigv4-secret, whether the SigV4 signature is valid (recomputed with
 botocore from the request as received). With --fail-for S it answers --status (503) for the
 first S seconds, with --retry-after if given, and logs those refusals too.
 
@@ -18,6 +20,8 @@ import re
 import threading
 import time
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 p = argparse.ArgumentParser()
@@ -52,6 +56,43 @@ def sigv4(headers, path, body):
     return "valid" if expected == signature else "signature mismatch"
 
 
+def service(resource):
+    return next((a.value.string_value for a in resource.attributes if a.key == "service.name"), "")
+
+
+def spans(data):
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(data)
+    return [{"name": s.name, "trace_id": s.trace_id.hex(), "service": service(rs.resource)}
+            for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+def metric_points(data):
+    req = ExportMetricsServiceRequest()
+    req.ParseFromString(data)
+    out = []
+    for rm in req.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                for p in getattr(m, kind).data_points:
+                    attrs = {a.key: str(getattr(a.value, a.value.WhichOneof("value"))) for a in p.attributes}
+                    if kind in ("sum", "gauge"):
+                        value = getattr(p, p.WhichOneof("value"))
+                    else:
+                        value = p.count
+                    out.append({"metric": m.name, "service": service(rm.resource), "attributes": attrs, "value": value})
+    return out
+
+
+def log_records(data):
+    req = ExportLogsServiceRequest()
+    req.ParseFromString(data)
+    return [{"body": r.body.string_value, "trace_id": r.trace_id.hex(), "service": service(rl.resource),
+             "severity": r.severity_text}
+            for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -79,15 +120,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(answer)
             return
         data = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(data)
-        spans = []
-        for rs in req.resource_spans:
-            service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    spans.append({"name": s.name, "trace_id": s.trace_id.hex(), "service": service})
-        record["spans"] = spans
+        if self.path.endswith("metrics"):
+            record["points"] = metric_points(data)
+        elif self.path.endswith("logs"):
+            record["logs"] = log_records(data)
+        else:
+            record["spans"] = spans(data)
         failing = time.monotonic() - started < args.fail_for
         record["answered"] = args.status if failing else 200
         with lock, open(args.log_file, "a") as f:

@@ -182,6 +182,19 @@ impl Sink {
             .collect()
     }
 
+    /// What it accepted (answered 200) of one kind — "points" (metrics) or "logs" — each
+    /// entry with its request's path and headers.
+    pub fn accepted(&self, kind: &str) -> Vec<(serde_json::Value, String, serde_json::Value)> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["answered"] == 200)
+            .flat_map(|r| {
+                let (path, headers) = (r["path"].as_str().unwrap_or("").to_string(), r["headers"].clone());
+                r[kind].as_array().cloned().unwrap_or_default().into_iter().map(move |e| (e, path.clone(), headers.clone()))
+            })
+            .collect()
+    }
+
     pub fn wait_for_ids(&self, ids: &[String], within: Duration, what: &str) {
         wait_until(within, what, || {
             let got: std::collections::HashSet<String> = self.spans().into_iter().map(|s| s.1).collect();

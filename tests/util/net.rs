@@ -63,7 +63,7 @@ impl Closed {
 }
 
 /// The address the agent bound for a port-0 setting, from its log line with `what`
-/// (`receiving X-Ray segments address=…`, `relaying OTLP spans address=…`).
+/// (`receiving X-Ray segments address=…`, `relaying OTLP address=…`).
 pub fn bound_address(log: &std::sync::Arc<std::sync::Mutex<String>>, what: &str) -> String {
     let mut found = String::new();
     wait_until(Duration::from_secs(30), what, || {

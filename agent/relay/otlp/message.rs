@@ -1,22 +1,23 @@
-//! OTLP/HTTP trace requests: what apps send (protobuf or JSON, gzip or not), checked, and cut
-//! into protobuf chunks that fit an upstream's limits; and the answers the spec asks for.
+//! OTLP/HTTP export requests, any signal (`signal.rs`): what apps send (protobuf or JSON, gzip
+//! or not), checked, and cut into protobuf chunks that fit an upstream's limits; and the answers
+//! the spec asks for.
 //!
-//! Chunks are kept as encoded protobuf because an `ExportTraceServiceRequest` is one repeated
-//! field: two encoded requests written one after the other decode as one request holding both
-//! lists. So a batch for an upstream is its chunks' bytes concatenated, with no re-encoding.
+//! Chunks are kept as encoded protobuf because every export request is one repeated field: two
+//! encoded requests written one after the other decode as one request holding both lists. So a
+//! batch for an upstream is its chunks' bytes concatenated, with no re-encoding.
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+use super::signal::{Kind, Signal};
 use crate::relay::buffer::Item;
 
 /// The largest request body the receiver takes, after decompression.
 pub const MAX_BODY: usize = 16 << 20;
 /// X-Ray's OTLP endpoint takes at most 10,000 spans and 5 MB (uncompressed) in one request;
-/// every upstream gets batches within these, with room to spare on the bytes.
-pub const MAX_SPANS: u64 = 10_000;
+/// every upstream gets batches within these (spans, data points or log records), with room to
+/// spare on the bytes.
+pub const MAX_ITEMS: u64 = 10_000;
 pub const MAX_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +53,10 @@ pub enum BadRequest {
     Gzip(String),
     #[error("the body is over {} MiB (after decompression); send smaller batches", MAX_BODY >> 20)]
     TooLarge,
-    #[error("the body is not an OTLP ExportTraceServiceRequest in protobuf: {0}")]
-    Protobuf(String),
-    #[error("the body is not an OTLP ExportTraceServiceRequest in JSON: {0}")]
-    Json(String),
+    #[error("the body is not an OTLP {kind} in protobuf: {1}", kind = .0.request())]
+    Protobuf(Kind, String),
+    #[error("the body is not an OTLP {kind} in JSON: {1}", kind = .0.request())]
+    Json(Kind, String),
 }
 
 /// Undoes the Content-Encoding, within `MAX_BODY`.
@@ -80,25 +81,25 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
     }
 }
 
-pub fn decode(format: Format, body: &[u8]) -> Result<ExportTraceServiceRequest, BadRequest> {
+pub fn decode<S: Signal>(format: Format, body: &[u8]) -> Result<S, BadRequest> {
+    let json = |e: serde_json::Error| BadRequest::Json(S::KIND, e.to_string());
     match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| BadRequest::Protobuf(e.to_string())),
-        Format::Json if snake_case(body) => {
+        Format::Protobuf => S::decode(body).map_err(|e| BadRequest::Protobuf(S::KIND, e.to_string())),
+        Format::Json if snake_case::<S>(body) => {
             // The proto field names (`resource_spans`), which the Collector accepts too: the
             // keys are rewritten to the JSON names the decoder knows (`resourceSpans`). OTLP
             // JSON has no maps, so every object key is a field name.
-            let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string()))?;
+            let mut v: serde_json::Value = serde_json::from_slice(body).map_err(json)?;
             camel_keys(&mut v, 0);
-            serde_json::from_value(v).map_err(|e| BadRequest::Json(e.to_string()))
+            serde_json::from_value(v).map_err(json)
         }
-        Format::Json => serde_json::from_slice(body).map_err(|e| BadRequest::Json(e.to_string())),
+        Format::Json => serde_json::from_slice(body).map_err(json),
     }
 }
 
 /// Whether a JSON body uses the proto field names of OTLP rather than the JSON ones.
-fn snake_case(body: &[u8]) -> bool {
-    const KEYS: [&[u8]; 4] = [b"\"resource_spans\"", b"\"scope_spans\"", b"\"trace_id\"", b"\"span_id\""];
-    KEYS.iter().any(|k| body.windows(k.len()).any(|w| w == *k))
+fn snake_case<S: Signal>(body: &[u8]) -> bool {
+    S::SNAKE_KEYS.iter().any(|k| body.windows(k.len()).any(|w| w == *k))
 }
 
 /// `start_time_unix_nano` → `startTimeUnixNano`, for every object key (to a depth that
@@ -134,47 +135,55 @@ fn camel_keys(v: &mut serde_json::Value, depth: usize) {
     }
 }
 
-/// A request's spans after checking: those kept, and those dropped (with why).
+/// A request after checking: its items kept (counted in the signal's unit), and those dropped.
 #[derive(Debug)]
-pub struct Checked {
-    pub request: ExportTraceServiceRequest,
-    pub spans: u64,
+pub struct Checked<S> {
+    pub request: S,
+    pub items: u64,
     pub invalid: u64,
 }
 
-/// A span every backend can take: a 16-byte trace ID and an 8-byte span ID, neither all zero
-/// (the spec's invalid IDs; X-Ray refuses them).
-fn valid(span: &Span) -> bool {
-    let nonzero = |b: &[u8]| b.iter().any(|&x| x != 0);
-    span.trace_id.len() == 16 && nonzero(&span.trace_id) && span.span_id.len() == 8 && nonzero(&span.span_id)
-}
-
-/// Drops spans with invalid IDs (and scopes and resources left empty).
-pub fn check(mut request: ExportTraceServiceRequest) -> Checked {
-    let (mut spans, mut invalid) = (0u64, 0u64);
-    let all_valid = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).all(valid);
-    if all_valid {
-        spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum();
-        return Checked { request, spans, invalid };
-    }
-    for rs in &mut request.resource_spans {
-        for ss in &mut rs.scope_spans {
-            let before = ss.spans.len() as u64;
-            ss.spans.retain(valid);
-            spans += ss.spans.len() as u64;
-            invalid += before - ss.spans.len() as u64;
+/// Drops invalid items (and scopes and resources left empty).
+pub fn check<S: Signal>(mut request: S) -> Checked<S> {
+    let (mut items, mut invalid) = (0u64, 0u64);
+    let mut all_valid = true;
+    for rs in request.resources().iter_mut() {
+        for ss in S::scopes(rs).iter_mut() {
+            for item in S::items(ss).iter() {
+                all_valid &= S::valid(item);
+                items += S::count(item);
+            }
         }
-        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
     }
-    request.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
-    Checked { request, spans, invalid }
+    if all_valid {
+        return Checked { request, items, invalid };
+    }
+    items = 0;
+    for rs in request.resources().iter_mut() {
+        for ss in S::scopes(rs).iter_mut() {
+            S::items(ss).retain(|item| {
+                if S::valid(item) {
+                    items += S::count(item);
+                    true
+                } else {
+                    // At least one, so a dropped metric without data points still shows.
+                    invalid += S::count(item).max(1);
+                    false
+                }
+            });
+        }
+        S::scopes(rs).retain_mut(|ss| !S::items(ss).is_empty());
+    }
+    request.resources().retain_mut(|rs| !S::scopes(rs).is_empty());
+    Checked { request, items, invalid }
 }
 
-/// Spans encoded as an `ExportTraceServiceRequest`, ready to be concatenated into a batch.
+/// Items encoded as an export request, ready to be concatenated into a batch.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub body: Bytes,
-    pub spans: u64,
+    /// Spans, data points or log records.
+    pub count: u64,
 }
 
 impl Item for Chunk {
@@ -182,61 +191,61 @@ impl Item for Chunk {
         self.body.len()
     }
     fn count(&self) -> u64 {
-        self.spans
+        self.count
     }
 }
 
-/// Cuts checked spans into chunks of at most `max_spans` spans and (a span at least) `max_bytes`
-/// bytes. `original` is the request's own protobuf encoding, reused when nothing was dropped and
-/// it fits in one chunk, which is the usual case.
-pub fn chunks(checked: Checked, original: Option<Bytes>, max_spans: u64, max_bytes: usize) -> Vec<Chunk> {
-    let Checked { request, spans, invalid } = checked;
-    if spans == 0 {
+/// Cuts checked items into chunks of at most `max_count` (an item at least) and (an item at
+/// least) `max_bytes` bytes. `original` is the request's own protobuf encoding, reused when
+/// nothing was dropped and it fits in one chunk, which is the usual case.
+pub fn chunks<S: Signal>(checked: Checked<S>, original: Option<Bytes>, max_count: u64, max_bytes: usize) -> Vec<Chunk> {
+    let Checked { mut request, items, invalid } = checked;
+    if items == 0 {
         return Vec::new();
     }
-    if spans <= max_spans {
+    if items <= max_count {
         if let Some(body) = original.filter(|b| invalid == 0 && b.len() <= max_bytes) {
-            return vec![Chunk { body, spans }];
+            return vec![Chunk { body, count: items }];
         }
-        let len = request.encoded_len();
-        if len <= max_bytes {
-            return vec![Chunk { body: request.encode_to_vec().into(), spans }];
+        if request.encoded_len() <= max_bytes {
+            return vec![Chunk { body: request.encode_to_vec().into(), count: items }];
         }
     }
     let mut out = Vec::new();
-    let mut cur = Splitter::default();
-    for rs in request.resource_spans {
-        let ResourceSpans { resource, scope_spans, schema_url } = rs;
-        let rs_head = ResourceSpans { resource, scope_spans: Vec::new(), schema_url };
+    let mut cur = Splitter::<S>::default();
+    for mut rs in std::mem::take(request.resources()) {
+        let scopes = std::mem::take(S::scopes(&mut rs));
+        let rs_head = rs;
         cur.open_rs = false;
-        for ss in scope_spans {
-            let ScopeSpans { scope, spans, schema_url } = ss;
-            let ss_head = ScopeSpans { scope, spans: Vec::new(), schema_url };
+        for mut ss in scopes {
+            let items = std::mem::take(S::items(&mut ss));
+            let ss_head = ss;
             cur.open_ss = false;
-            for span in spans {
-                // A span's share of the encoding: its bytes and its field header.
-                let len = span.encoded_len() + 8;
-                if cur.spans > 0 && (cur.spans + 1 > max_spans || cur.bytes + len > max_bytes) {
+            for item in items {
+                // An item's share of the encoding: its bytes and its field header.
+                let (n, len) = (S::count(&item), item.encoded_len() + 8);
+                if cur.items > 0 && (cur.count + n > max_count || cur.bytes + len > max_bytes) {
                     out.push(cur.close());
                 }
                 if !cur.open_rs {
                     cur.bytes += rs_head.encoded_len() + 8;
-                    cur.request.resource_spans.push(rs_head.clone());
+                    cur.request.resources().push(rs_head.clone());
                     cur.open_rs = true;
                 }
-                let rs = cur.request.resource_spans.last_mut().expect("opened above");
+                let rs = cur.request.resources().last_mut().expect("opened above");
                 if !cur.open_ss {
                     cur.bytes += ss_head.encoded_len() + 8;
-                    rs.scope_spans.push(ss_head.clone());
+                    S::scopes(rs).push(ss_head.clone());
                     cur.open_ss = true;
                 }
-                rs.scope_spans.last_mut().expect("opened above").spans.push(span);
-                cur.spans += 1;
+                S::items(S::scopes(rs).last_mut().expect("opened above")).push(item);
+                cur.items += 1;
+                cur.count += n;
                 cur.bytes += len;
             }
         }
     }
-    if cur.spans > 0 {
+    if cur.items > 0 {
         out.push(cur.close());
     }
     out
@@ -244,29 +253,28 @@ pub fn chunks(checked: Checked, original: Option<Bytes>, max_spans: u64, max_byt
 
 /// The chunk being filled by `chunks`.
 #[derive(Default)]
-struct Splitter {
-    request: ExportTraceServiceRequest,
-    spans: u64,
+struct Splitter<S> {
+    request: S,
+    items: usize,
+    count: u64,
     bytes: usize,
     /// Whether the last resource (scope) in `request` is the one being read.
     open_rs: bool,
     open_ss: bool,
 }
 
-impl Splitter {
+impl<S: Signal> Splitter<S> {
     fn close(&mut self) -> Chunk {
         let request = std::mem::take(&mut self.request);
-        let chunk = Chunk { body: request.encode_to_vec().into(), spans: self.spans };
+        let chunk = Chunk { body: request.encode_to_vec().into(), count: self.count };
         *self = Splitter::default();
         chunk
     }
 }
 
-/// The success answer: empty, or a partial success naming how many spans were dropped and why.
-pub fn response(format: Format, rejected: u64, reason: &str) -> Vec<u8> {
-    let answer = ExportTraceServiceResponse {
-        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message: reason.to_string() }),
-    };
+/// The success answer: empty, or a partial success naming how many items were dropped and why.
+pub fn response<S: Signal>(format: Format, rejected: u64, reason: &str) -> Vec<u8> {
+    let answer = S::response(rejected, reason);
     match format {
         Format::Protobuf => answer.encode_to_vec(),
         Format::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
@@ -295,20 +303,26 @@ pub fn status(format: Option<Format>, code: i32, message: &str) -> Vec<u8> {
     }
 }
 
-/// The partial success an upstream reported in its answer, if any: (rejected spans, message).
-pub fn partial_success(body: &[u8], format: Format) -> Option<(u64, String)> {
-    let answer: ExportTraceServiceResponse = match format {
-        Format::Protobuf => ExportTraceServiceResponse::decode(body).ok()?,
+/// The partial success an upstream reported in its answer, if any: (rejected items, message).
+pub fn partial_success<S: Signal>(body: &[u8], format: Format) -> Option<(u64, String)> {
+    let answer: S::Response = match format {
+        Format::Protobuf => S::Response::decode(body).ok()?,
         Format::Json => serde_json::from_slice(body).ok()?,
     };
-    let p = answer.partial_success?;
-    (p.rejected_spans > 0 || !p.error_message.is_empty()).then(|| (p.rejected_spans.max(0) as u64, p.error_message))
+    let (rejected, message) = S::partial(answer)?;
+    (rejected > 0 || !message.is_empty()).then(|| (rejected.max(0) as u64, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    type Traces = ExportTraceServiceRequest;
 
     fn span(i: u8, name_len: usize) -> Span {
         Span { trace_id: vec![i | 1; 16], span_id: vec![i | 1; 8], name: "x".repeat(name_len), ..Default::default() }
@@ -346,10 +360,10 @@ mod tests {
         let req = request(3, 2, 25, 40);
         let expected = names(&req);
         let checked = check(req.clone());
-        assert_eq!((checked.spans, checked.invalid), (150, 0));
+        assert_eq!((checked.items, checked.invalid), (150, 0));
         let parts = chunks(checked, None, 7, usize::MAX);
         assert_eq!(parts.len(), 150usize.div_ceil(7));
-        assert!(parts.iter().all(|c| c.spans <= 7));
+        assert!(parts.iter().all(|c| c.count <= 7));
         let joined: Vec<u8> = parts.iter().flat_map(|c| c.body.to_vec()).collect();
         let back = ExportTraceServiceRequest::decode(&joined[..]).unwrap();
         assert_eq!(names(&back), expected, "every span, under its own resource and scope, in order");
@@ -358,19 +372,19 @@ mod tests {
     #[test]
     fn chunks_respect_the_byte_limit() {
         let req = request(1, 1, 100, 1000);
-        let parts = chunks(check(req), None, MAX_SPANS, 20_000);
+        let parts = chunks(check(req), None, MAX_ITEMS, 20_000);
         assert!(parts.len() >= 5);
         for c in &parts {
             assert!(c.body.len() <= 20_000, "chunk of {} bytes", c.body.len());
         }
-        assert_eq!(parts.iter().map(|c| c.spans).sum::<u64>(), 100);
+        assert_eq!(parts.iter().map(|c| c.count).sum::<u64>(), 100);
     }
 
     #[test]
     fn a_request_that_fits_keeps_its_own_bytes() {
         let req = request(1, 1, 3, 10);
         let original: Bytes = req.encode_to_vec().into();
-        let parts = chunks(check(req), Some(original.clone()), MAX_SPANS, MAX_BYTES);
+        let parts = chunks(check(req), Some(original.clone()), MAX_ITEMS, MAX_BYTES);
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].body, original);
     }
@@ -382,7 +396,7 @@ mod tests {
         req.resource_spans[1].scope_spans[0].spans[0].span_id = vec![1; 4];
         req.resource_spans[1].scope_spans[0].spans[1].span_id.clear();
         let checked = check(req);
-        assert_eq!((checked.spans, checked.invalid), (1, 3));
+        assert_eq!((checked.items, checked.invalid), (1, 3));
         assert_eq!(checked.request.resource_spans.len(), 1, "the emptied resource is gone");
     }
 
@@ -391,13 +405,13 @@ mod tests {
         let body = br#"{"resource_spans":[{"resource":{"attributes":[{"key":"service.name","value":{"string_value":"svc"}}]},
             "scope_spans":[{"spans":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174",
             "name":"GET /x","kind":2,"start_time_unix_nano":"1544712660000000000","end_time_unix_nano":"1544712661000000000"}]}]}]}"#;
-        let r = decode(Format::Json, body).unwrap();
+        let r = decode::<Traces>(Format::Json, body).unwrap();
         let span = &r.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!((span.name.as_str(), span.trace_id.len(), span.span_id.len()), ("GET /x", 16, 8));
         assert_eq!(span.start_time_unix_nano, 1544712660000000000);
         let attr = &r.resource_spans[0].resource.as_ref().unwrap().attributes[0];
         assert_eq!(attr.key, "service.name", "values are not keys: left alone");
-        assert_eq!(check(r).spans, 1);
+        assert_eq!(check(r).items, 1);
     }
 
     #[test]
@@ -405,12 +419,12 @@ mod tests {
         let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
             "scopeSpans":[{"scope":{"name":"t"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
             "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000"}]}]}]}"#;
-        let req = decode(Format::Json, body).unwrap();
+        let req = decode::<Traces>(Format::Json, body).unwrap();
         let s = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(s.trace_id[0], 0x5b);
         assert_eq!(s.start_time_unix_nano, 1544712660000000000);
-        assert!(matches!(decode(Format::Json, b"{\"resourceSpans\": 3}"), Err(BadRequest::Json(_))));
-        assert!(matches!(decode(Format::Protobuf, b"\xff\xff\xff"), Err(BadRequest::Protobuf(_))));
+        assert!(matches!(decode::<Traces>(Format::Json, b"{\"resourceSpans\": 3}"), Err(BadRequest::Json(..))));
+        assert!(matches!(decode::<Traces>(Format::Protobuf, b"\xff\xff\xff"), Err(BadRequest::Protobuf(..))));
     }
 
     #[test]
@@ -429,10 +443,70 @@ mod tests {
 
     #[test]
     fn answers_carry_partial_success() {
-        let body = response(Format::Protobuf, 2, "2 spans had invalid IDs");
-        assert_eq!(partial_success(&body, Format::Protobuf), Some((2, "2 spans had invalid IDs".into())));
-        assert!(response(Format::Protobuf, 0, "").is_empty());
-        let json = String::from_utf8(response(Format::Json, 1, "why")).unwrap();
+        let body = response::<Traces>(Format::Protobuf, 2, "2 spans had invalid IDs");
+        assert_eq!(partial_success::<Traces>(&body, Format::Protobuf), Some((2, "2 spans had invalid IDs".into())));
+        assert!(response::<Traces>(Format::Protobuf, 0, "").is_empty());
+        let json = String::from_utf8(response::<Traces>(Format::Json, 1, "why")).unwrap();
         assert!(json.contains("\"rejectedSpans\""), "{json}");
+    }
+
+    fn gauge(name: &str, points: usize) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Gauge, Metric, NumberDataPoint};
+        let data_points = (0..points).map(|i| NumberDataPoint { time_unix_nano: i as u64 + 1, ..Default::default() }).collect();
+        Metric { name: name.to_string(), data: Some(Data::Gauge(Gauge { data_points })), ..Default::default() }
+    }
+
+    #[test]
+    fn metrics_count_data_points_and_split_between_metrics() {
+        use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
+        let metrics = vec![gauge("a", 3), gauge("", 2), gauge("b", 4), gauge("c", 4)];
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics { scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }], ..Default::default() }],
+        };
+        let checked = check(req);
+        assert_eq!((checked.items, checked.invalid), (11, 2), "data points kept, and those of the nameless metric");
+        let parts = chunks(checked, None, 7, usize::MAX);
+        assert_eq!(parts.iter().map(|c| c.count).collect::<Vec<_>>(), vec![7, 4], "a metric is never cut in two");
+        let joined: Vec<u8> = parts.iter().flat_map(|c| c.body.to_vec()).collect();
+        let back = ExportMetricsServiceRequest::decode(&joined[..]).unwrap();
+        let names: Vec<&str> =
+            back.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let answer = response::<ExportMetricsServiceRequest>(Format::Json, 2, "why");
+        assert!(String::from_utf8(answer).unwrap().contains("\"rejectedDataPoints\""));
+    }
+
+    #[test]
+    fn metrics_and_logs_json_in_either_spelling() {
+        let camel = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","sum":{"dataPoints":[{"asInt":"5","timeUnixNano":"1"}],
+            "aggregationTemporality":2,"isMonotonic":true}}]}]}]}"#;
+        let snake = br#"{"resource_metrics":[{"scope_metrics":[{"metrics":[{"name":"m","sum":{"data_points":[{"as_int":"5","time_unix_nano":"1"}],
+            "aggregation_temporality":2,"is_monotonic":true}}]}]}]}"#;
+        for body in [&camel[..], &snake[..]] {
+            let r: ExportMetricsServiceRequest = decode(Format::Json, body).unwrap();
+            assert_eq!(check(r).items, 1, "{}", String::from_utf8_lossy(body));
+        }
+        let logs = br#"{"resource_logs":[{"scope_logs":[{"log_records":[{"time_unix_nano":"1","body":{"string_value":"hi"},
+            "trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174"},{"body":{"string_value":"no ids"}}]}]}]}"#;
+        let r: ExportLogsServiceRequest = decode(Format::Json, logs).unwrap();
+        let record = &r.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!((record.trace_id.len(), record.span_id.len()), (16, 8));
+        assert_eq!(check(r).items, 2, "IDs are optional on log records");
+        let e = decode::<ExportLogsServiceRequest>(Format::Protobuf, b"\xff\xff").unwrap_err().to_string();
+        assert!(e.contains("ExportLogsServiceRequest"), "{e}");
+    }
+
+    #[test]
+    fn log_records_with_ids_of_the_wrong_size_are_dropped() {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let records = vec![
+            LogRecord { trace_id: vec![1; 16], span_id: vec![1; 8], ..Default::default() },
+            LogRecord { span_id: vec![1; 3], ..Default::default() },
+        ];
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs { scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }], ..Default::default() }],
+        };
+        let checked = check(req);
+        assert_eq!((checked.items, checked.invalid), (1, 1));
     }
 }

@@ -1,20 +1,61 @@
-//! The OTLP/HTTP receiver: `POST /v1/traces` with a protobuf or JSON body, gzip or not, as the
-//! OpenTelemetry SDKs' HTTP exporters send it. Answers as the spec says: 200 with an empty
-//! response (or a partial success naming the spans the agent dropped and why), 400 with a
-//! `google.rpc.Status` saying what was wrong with the body, 413 for bodies over the limit (before
-//! reading, when the length is declared), 415 for other content types, 404 for other paths, and
-//! 503 with Retry-After when every upstream's buffer is full, so the SDK keeps the spans.
+//! The OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics` and `/v1/logs` with a protobuf or
+//! JSON body, gzip or not, as the OpenTelemetry SDKs' HTTP exporters send them. Answers as the
+//! spec says: 200 with an empty response (or a partial success naming what the agent dropped and
+//! why), 400 with a `google.rpc.Status` saying what was wrong with the body, 413 for bodies over
+//! the limit (before reading, when the length is declared), 415 for other content types, 404 for
+//! other paths and for a signal no upstream takes, and 503 with Retry-After when every
+//! upstream's buffer for the signal is full, so the SDK keeps the data.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::message::{self, BadRequest, Format};
+use super::signal::{Kind, Signal};
 use super::{Accepted, Ingest, RETRY_AFTER};
+use crate::relay::problems::Problems;
 use crate::relay::serve::{declared_length, Reply};
+
+/// What the receiver serves: each signal's ingest (`None`: no upstream takes that signal), and
+/// the requests refused at the door, each kind said once.
+pub struct Door {
+    ingests: [Option<Arc<Ingest>>; 3],
+    problems: Mutex<Problems>,
+}
+
+impl Door {
+    pub fn new(ingests: impl IntoIterator<Item = Arc<Ingest>>) -> Door {
+        let mut by_kind: [Option<Arc<Ingest>>; 3] = Default::default();
+        for i in ingests {
+            let slot = Kind::ALL.iter().position(|k| *k == i.kind).expect("a known signal");
+            by_kind[slot] = Some(i);
+        }
+        Door { ingests: by_kind, problems: Mutex::new(Problems::default()) }
+    }
+
+    pub fn get(&self, kind: Kind) -> Option<&Arc<Ingest>> {
+        self.ingests[Kind::ALL.iter().position(|k| *k == kind).expect("a known signal")].as_ref()
+    }
+
+    /// Every signal's ingest, in the order traces, metrics, logs.
+    pub fn ingests(&self) -> impl Iterator<Item = &Arc<Ingest>> {
+        self.ingests.iter().flatten()
+    }
+
+    /// A request refused: logged once per kind, so a misconfigured app shows.
+    fn refuse(&self, status: StatusCode, format: Option<Format>, why: &str) -> Result<Reply, Infallible> {
+        let kind = format!("refused:{}:{}", status.as_u16(), why.split(':').next().unwrap_or(""));
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems.once(&kind, || format!("refused an OTLP request with {}: {why} (further ones like it are only counted)", status.as_u16()));
+        reply(status, format, message::status(format, message::INVALID_ARGUMENT, why))
+    }
+}
 
 fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Reply, Infallible> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -24,57 +65,68 @@ fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Re
     Ok(r)
 }
 
-fn refuse(ingest: &Ingest, status: StatusCode, format: Option<Format>, why: &str) -> Result<Reply, Infallible> {
-    ingest.refused(status.as_u16(), why);
-    reply(status, format, message::status(format, message::INVALID_ARGUMENT, why))
-}
-
-pub async fn handle(req: Request<Incoming>, ingest: Arc<Ingest>) -> Result<Reply, Infallible> {
+pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, Infallible> {
     let path = req.uri().path();
-    if path != "/v1/traces" {
-        if path == "/v1/metrics" || path == "/v1/logs" {
-            ingest.once_warn(path, || {
-                format!(
-                    "the app sent OTLP to {path}, but the agent relays traces only; point the app's OTEL_EXPORTER_OTLP_{}_ENDPOINT at its backend",
-                    if path.ends_with("metrics") { "METRICS" } else { "LOGS" }
-                )
-            });
-        }
-        return refuse(&ingest, StatusCode::NOT_FOUND, None, "the agent receives OTLP traces only: POST /v1/traces");
-    }
+    let Some(kind) = Kind::from_path(path) else {
+        return door.refuse(StatusCode::NOT_FOUND, None, "the agent receives OTLP at POST /v1/traces, /v1/metrics and /v1/logs");
+    };
+    let Some(ingest) = door.get(kind).cloned() else {
+        let why = format!(
+            "no upstream takes OTLP {}: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_{}_ENDPOINT) in the agent's environment",
+            kind.var().to_lowercase(),
+            kind.var()
+        );
+        return door.refuse(StatusCode::NOT_FOUND, None, &why);
+    };
     if req.method() != Method::POST {
-        return refuse(&ingest, StatusCode::METHOD_NOT_ALLOWED, None, "use POST for /v1/traces");
+        return door.refuse(StatusCode::METHOD_NOT_ALLOWED, None, &format!("use POST for {path}"));
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(format) = Format::from_content_type(content_type) else {
         let why = format!("Content-Type {content_type:?} is not supported: send application/x-protobuf or application/json");
-        return refuse(&ingest, StatusCode::UNSUPPORTED_MEDIA_TYPE, None, &why);
+        return door.refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, &why);
     };
     // Refused before reading, so the client is not left writing into a closed connection.
     if declared_length(&req).is_some_and(|n| n > message::MAX_BODY as u64) {
-        return refuse(&ingest, StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string());
+        return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string());
     }
     let encoding = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = match Limited::new(req.into_body(), message::MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return refuse(&ingest, StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string()),
+        Err(_) => return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string()),
     };
-    let decoded = message::decompress(encoding.as_deref(), body).and_then(|b| message::decode(format, &b).map(|r| (r, b)));
-    let (request, raw) = match decoded {
-        Ok(r) => r,
-        Err(e) => {
-            let status = if matches!(e, BadRequest::TooLarge) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-            return refuse(&ingest, status, Some(format), &e.to_string());
-        }
+    let body = match message::decompress(encoding.as_deref(), body) {
+        Ok(b) => b,
+        Err(e) => return refuse_body(&door, format, e),
     };
-    let original = (format == Format::Protobuf).then_some(raw);
-    match ingest.accept(request, original, true) {
-        Accepted::Queued { rejected, why } => reply(StatusCode::OK, Some(format), message::response(format, rejected, &why)),
-        Accepted::Full => {
+    let accepted = match kind {
+        Kind::Traces => accept::<ExportTraceServiceRequest>(&ingest, format, body),
+        Kind::Metrics => accept::<ExportMetricsServiceRequest>(&ingest, format, body),
+        Kind::Logs => accept::<ExportLogsServiceRequest>(&ingest, format, body),
+    };
+    match accepted {
+        Ok((Accepted::Queued { rejected, why }, answer)) => reply(StatusCode::OK, Some(format), answer(format, rejected, &why)),
+        Ok((Accepted::Full, _)) => {
             let why = "every upstream's buffer is full (is the upstream down?); retry later";
             let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, Some(format), message::status(Some(format), message::UNAVAILABLE, why))?;
             r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER.as_secs().into());
             Ok(r)
         }
+        Err(e) => refuse_body(&door, format, e),
     }
+}
+
+/// A signal's success answer: (format, rejected, why) → body.
+type Answer = fn(Format, u64, &str) -> Vec<u8>;
+
+/// Decodes a body as signal `S` and hands it to its ingest.
+fn accept<S: Signal>(ingest: &Ingest, format: Format, body: Bytes) -> Result<(Accepted, Answer), BadRequest> {
+    let request: S = message::decode(format, &body)?;
+    let original = (format == Format::Protobuf).then_some(body);
+    Ok((ingest.accept(request, original, true), message::response::<S>))
+}
+
+fn refuse_body(door: &Door, format: Format, e: BadRequest) -> Result<Reply, Infallible> {
+    let status = if matches!(e, BadRequest::TooLarge) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    door.refuse(status, Some(format), &e.to_string())
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
+use super::signal::Kind as Signal;
+
 use crate::cli::RunArgs;
 use crate::config::{layered, parse_address, parse_positive_duration, parse_size, ConfigError, FileConfig, Key};
 
@@ -27,10 +29,11 @@ pub struct Settings {
     pub flush_interval: Duration,
 }
 
-/// One place spans go.
+/// One place one signal goes.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub kind: Kind,
+    pub signal: Signal,
     pub url: Uri,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub gzip: bool,
@@ -63,7 +66,7 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
     let address = layered(Key::run("otlp-address"), args.otlp_address.as_ref(), file.otlp_address.as_ref(), parse_address)?
         .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default"));
     let endpoint = layered(Key::run("otlp-endpoint"), args.otlp_endpoint.as_ref(), file.otlp_endpoint.as_ref(), |s| {
-        traces_url(s).map(|_| s.trim().to_string())
+        base_url(s, Signal::Traces).map(|_| s.trim().to_string())
     })?;
     let headers = if args.otlp_headers.is_empty() { file.otlp_header.clone().unwrap_or_default() } else { args.otlp_headers.clone() };
     let header_key = Key::named("otlp-header", "otlp-header");
@@ -103,14 +106,14 @@ fn redact_header(h: &str) -> String {
     }
 }
 
-/// A base endpoint (OTEL_EXPORTER_OTLP_ENDPOINT's meaning) → its traces URL.
-fn traces_url(base: &str) -> Result<Uri, String> {
+/// A base endpoint (OTEL_EXPORTER_OTLP_ENDPOINT's meaning) → a signal's URL (`/v1/traces`...).
+fn base_url(base: &str, signal: Signal) -> Result<Uri, String> {
     let base = base.trim();
-    let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+    let url = format!("{}{}", base.trim_end_matches('/'), signal.path());
     signal_url(&url).map_err(|e| e.replace(&url, base))
 }
 
-/// A full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT's meaning), checked.
+/// A full signal URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT's meaning), checked.
 fn signal_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.trim().parse().map_err(|_| format!("{url:?} is not a URL like https://api.honeycomb.io"))?;
     match uri.scheme_str() {
@@ -170,61 +173,59 @@ fn interpolate(value: &str, env: &HashMap<String, String>, header: &HeaderName) 
     Ok(out)
 }
 
+/// A signal's exporter variable, else the generic one (the spec: the signal's wins, whole):
+/// (the variable's name, its value).
+fn pick<'a>(env: &'a HashMap<String, String>, signal: Signal, what: &str) -> Option<(String, &'a str)> {
+    let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let specific = format!("OTEL_EXPORTER_OTLP_{}_{what}", signal.var());
+    let generic = format!("OTEL_EXPORTER_OTLP_{what}");
+    get(&specific).map(|v| (specific, v)).or_else(|| get(&generic).map(|v| (generic, v)))
+}
+
+/// A signal's `TIMEOUT` (milliseconds; 10 s by default) and `COMPRESSION` (the agent gzips
+/// unless told not to: X-Ray and Honeycomb both take gzip).
+fn timeout_and_gzip(env: &HashMap<String, String>, signal: Signal) -> Result<(Duration, bool), UpstreamError> {
+    let timeout = match pick(env, signal, "TIMEOUT") {
+        Some((var, v)) => Duration::from_millis(v.parse::<u64>().map_err(|_| invalid(&var, format!("{v:?} is not a number of milliseconds")))?),
+        None => Duration::from_secs(10),
+    };
+    let gzip = match pick(env, signal, "COMPRESSION") {
+        Some((_, "gzip")) | None => true,
+        Some((_, "none")) => false,
+        Some((var, v)) => return Err(invalid(&var, format!("{v:?} is not gzip or none"))),
+    };
+    Ok((timeout, gzip))
+}
+
 impl Settings {
     /// The upstreams, from the agent's settings and the OpenTelemetry variables in `env` (the
-    /// environment the app would get). Empty: nothing to relay to.
+    /// environment the app would get): for each signal, the OTLP/HTTP endpoint its variables
+    /// name (with its own headers, compression and timeout), and X-Ray's OTLP endpoint for
+    /// traces with `--otlp-xray`. Empty: nothing to relay to.
     pub fn upstreams(&self, env: &HashMap<String, String>) -> Result<Vec<UpstreamConfig>, UpstreamError> {
-        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        // The spec: the signal-specific variable wins over the generic one, whole.
-        let pick = |traces: &'static str, generic: &'static str| get(traces).map(|v| (traces, v)).or_else(|| get(generic).map(|v| (generic, v)));
-        let timeout = match pick("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT") {
-            Some((var, v)) => Duration::from_millis(v.parse::<u64>().map_err(|_| invalid(var, format!("{v:?} is not a number of milliseconds")))?),
-            None => Duration::from_secs(10),
-        };
-        // The agent compresses unless told not to: both X-Ray and Honeycomb take gzip.
-        let gzip = match pick("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION") {
-            Some((_, "gzip")) | None => true,
-            Some((_, "none")) => false,
-            Some((var, v)) => return Err(invalid(var, format!("{v:?} is not gzip or none"))),
-        };
         let mut out = Vec::new();
-        let url = match (&self.endpoint, pick("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")) {
-            (Some(flag), _) => Some(traces_url(flag).map_err(|e| invalid("--otlp-endpoint", e))?),
-            (None, Some((var @ "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v))) => Some(signal_url(v).map_err(|e| invalid(var, e))?),
-            (None, Some((var, v))) => Some(traces_url(v).map_err(|e| invalid(var, e))?),
-            (None, None) => None,
-        };
-        // An endpoint that is the agent's own address would be a loop (a local collector on
-        // the same port, say): the app keeps its settings and the agent does not relay.
-        let url = url.filter(|u| {
-            let own = self.is_self(u);
-            if own {
-                tracing::warn!(endpoint = %super::sink::display(u), "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
+        let mut looped = None;
+        for signal in Signal::ALL {
+            let Some(url) = self.url(env, signal)? else { continue };
+            // An endpoint that is the agent's own address would be a loop (a local collector
+            // on the same port, say): the app keeps its settings and the agent does not relay.
+            if self.is_self(&url) {
+                looped = Some(url);
+                continue;
             }
-            !own
-        });
-        if let Some(url) = url {
-            let mut headers = match pick("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") {
-                Some((var, v)) => parse_header_list(var, v)?,
-                None => Vec::new(),
-            };
-            for h in &self.headers {
-                let (name, value) = split_header(h).map_err(|e| invalid("--otlp-header", e))?;
-                let value = interpolate(value, env, &name)?;
-                let value = HeaderValue::from_str(&value)
-                    .map_err(|_| invalid("--otlp-header", format!("the value of {name} has characters a header cannot carry")))?;
-                headers.retain(|(n, _)| *n != name);
-                headers.push((name, value));
-            }
-            for (_, v) in &mut headers {
-                v.set_sensitive(true);
-            }
-            out.push(UpstreamConfig { kind: Kind::Http, url, headers, gzip, timeout });
+            let (timeout, gzip) = timeout_and_gzip(env, signal)?;
+            let headers = self.headers(env, signal)?;
+            out.push(UpstreamConfig { kind: Kind::Http, signal, url, headers, gzip, timeout });
+        }
+        if let Some(u) = looped {
+            tracing::warn!(endpoint = %super::sink::display(&u), "the OTLP endpoint is the agent's own --otlp-address, so the agent does not relay OTLP there; set the real upstream (such as https://api.honeycomb.io) or use another --otlp-address");
         }
         if self.xray {
             // The real URL needs the region, known when the AWS configuration loads.
+            let (timeout, gzip) = timeout_and_gzip(env, Signal::Traces)?;
             out.push(UpstreamConfig {
                 kind: Kind::Xray,
+                signal: Signal::Traces,
                 url: Uri::from_static("https://xray.amazonaws.com/v1/traces"),
                 headers: Vec::new(),
                 gzip,
@@ -232,6 +233,39 @@ impl Settings {
             });
         }
         Ok(out)
+    }
+
+    /// Where a signal goes: `--otlp-endpoint` (a base), else `OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT`
+    /// (the full URL, used as it is), else `OTEL_EXPORTER_OTLP_ENDPOINT` (a base).
+    fn url(&self, env: &HashMap<String, String>, signal: Signal) -> Result<Option<Uri>, UpstreamError> {
+        let url = match (&self.endpoint, pick(env, signal, "ENDPOINT")) {
+            (Some(flag), _) => base_url(flag, signal).map_err(|e| invalid("--otlp-endpoint", e))?,
+            (None, Some((var, v))) if var != "OTEL_EXPORTER_OTLP_ENDPOINT" => signal_url(v).map_err(|e| invalid(&var, e))?,
+            (None, Some((var, v))) => base_url(v, signal).map_err(|e| invalid(&var, e))?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(url))
+    }
+
+    /// A signal's headers: its `HEADERS` variable (else the generic one), then `--otlp-header`
+    /// over them; every value marked sensitive, so no Debug print shows it.
+    fn headers(&self, env: &HashMap<String, String>, signal: Signal) -> Result<Vec<(HeaderName, HeaderValue)>, UpstreamError> {
+        let mut headers = match pick(env, signal, "HEADERS") {
+            Some((var, v)) => parse_header_list(&var, v)?,
+            None => Vec::new(),
+        };
+        for h in &self.headers {
+            let (name, value) = split_header(h).map_err(|e| invalid("--otlp-header", e))?;
+            let value = interpolate(value, env, &name)?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| invalid("--otlp-header", format!("the value of {name} has characters a header cannot carry")))?;
+            headers.retain(|(n, _)| *n != name);
+            headers.push((name, value));
+        }
+        for (_, v) in &mut headers {
+            v.set_sensitive(true);
+        }
+        Ok(headers)
     }
 
     /// Whether `url` points back at the agent's own receiver (a loop).
@@ -243,20 +277,21 @@ impl Settings {
     }
 
     /// What the app's environment becomes while relaying: its exporter points at the agent (at
-    /// `bound`, the address the receiver got), over HTTP/protobuf, and the upstream's headers
-    /// (the Honeycomb key) are taken away.
+    /// `bound`, the address the receiver got) for every signal, over HTTP/protobuf, and the
+    /// upstreams' endpoints and headers (the Honeycomb key), signal-specific ones included, are
+    /// taken away.
     pub fn child_env(&self, bound: SocketAddr) -> (Vec<(String, String)>, Vec<String>) {
         let set = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{bound}")),
             ("OTEL_EXPORTER_OTLP_PROTOCOL".to_string(), "http/protobuf".to_string()),
         ];
-        let remove = [
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        ];
-        (set, remove.iter().map(|s| s.to_string()).collect())
+        let mut remove = vec!["OTEL_EXPORTER_OTLP_HEADERS".to_string()];
+        for signal in Signal::ALL {
+            for what in ["HEADERS", "ENDPOINT", "PROTOCOL"] {
+                remove.push(format!("OTEL_EXPORTER_OTLP_{}_{what}", signal.var()));
+            }
+        }
+        (set, remove)
     }
 }
 
@@ -325,7 +360,56 @@ mod tests {
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")]);
         assert!(settings().upstreams(&e).unwrap().is_empty());
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4319")]);
-        assert_eq!(settings().upstreams(&e).unwrap().len(), 1);
+        assert_eq!(settings().upstreams(&e).unwrap().len(), 3, "traces, metrics and logs");
+    }
+
+    #[test]
+    fn each_signal_takes_its_own_variables_over_the_generic_ones() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=key"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-honeycomb-team=key,x-honeycomb-dataset=metrics"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs.example/custom"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "3000"),
+        ]);
+        let up = settings().upstreams(&e).unwrap();
+        let by: HashMap<Signal, &UpstreamConfig> = up.iter().map(|u| (u.signal, u)).collect();
+        assert_eq!(by[&Signal::Traces].url, "https://api.honeycomb.io/v1/traces");
+        assert_eq!(by[&Signal::Metrics].url, "https://api.honeycomb.io/v1/metrics");
+        assert_eq!(by[&Signal::Logs].url, "https://logs.example/custom", "a signal's URL is used as it is");
+        let names = |u: &UpstreamConfig| u.headers.iter().map(|(k, _)| k.as_str().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(by[&Signal::Traces]), ["x-honeycomb-team"]);
+        assert_eq!(names(by[&Signal::Metrics]), ["x-honeycomb-team", "x-honeycomb-dataset"], "the signal's headers replace the generic ones");
+        assert!(by[&Signal::Traces].gzip && by[&Signal::Metrics].gzip && !by[&Signal::Logs].gzip);
+        assert_eq!(by[&Signal::Metrics].timeout, Duration::from_secs(3));
+        assert_eq!(by[&Signal::Traces].timeout, Duration::from_secs(10));
+
+        // Only one signal configured: only that one is relayed.
+        let up = settings().upstreams(&env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4318/v1/metrics")])).unwrap();
+        assert_eq!(up.iter().map(|u| u.signal).collect::<Vec<_>>(), [Signal::Metrics]);
+        // A signal's bad variable names that variable.
+        let bad = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"), ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon")]);
+        assert!(settings().upstreams(&bad).unwrap_err().to_string().starts_with("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT:"));
+        // X-Ray's OTLP endpoint takes traces only.
+        let mut s = settings();
+        s.xray = true;
+        let up = s.upstreams(&env(&[])).unwrap();
+        assert_eq!(up.iter().map(|u| (u.kind.clone(), u.signal)).collect::<Vec<_>>(), [(Kind::Xray, Signal::Traces)]);
+    }
+
+    #[test]
+    fn the_app_loses_every_upstream_variable() {
+        let (set, remove) = settings().child_env("127.0.0.1:4318".parse().unwrap());
+        assert!(set.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://127.0.0.1:4318".to_string())));
+        for v in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
+            assert!(remove.iter().any(|r| r == v), "{v} is taken out");
+        }
     }
 
     #[test]

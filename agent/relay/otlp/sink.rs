@@ -1,4 +1,5 @@
-//! The OTLP upstream sink: a batch is an OTLP/HTTP POST of protobuf, gzipped unless configured
+//! The OTLP upstream sink, one per upstream and signal: a batch is an OTLP/HTTP POST of
+//! protobuf to the signal's URL, gzipped unless configured
 //! otherwise, with the upstream's headers, or SigV4-signed for X-Ray's OTLP endpoint; and what
 //! the answer means: sent (perhaps partly), worth retrying (408, 429, 5xx, no connection, with
 //! the server's Retry-After), or failed for good (other 4xx), said with a hint.
@@ -9,8 +10,13 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
 use super::message::{self, Chunk, Format};
 use super::settings::{Kind, UpstreamConfig};
+use super::signal::Kind as Signal;
 use crate::aws::http::{self as aws_http, HttpClient, SignError, Signer};
 use crate::aws::Shared;
 use crate::relay::batcher::{Sent, Sink};
@@ -83,7 +89,12 @@ impl Upstream {
         let status = parts.status;
         if status.is_success() {
             let format = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(Format::from_content_type);
-            let (rejected, reason) = format.and_then(|f| message::partial_success(&body, f)).unwrap_or_default();
+            let partial = match self.cfg.signal {
+                Signal::Traces => message::partial_success::<ExportTraceServiceRequest>,
+                Signal::Metrics => message::partial_success::<ExportMetricsServiceRequest>,
+                Signal::Logs => message::partial_success::<ExportLogsServiceRequest>,
+            };
+            let (rejected, reason) = format.and_then(|f| partial(&body, f)).unwrap_or_default();
             return Sent::Done { rejected, retry: Vec::new(), reason: format!("{}: {reason}", self.name) };
         }
         let text = excerpt(&body);
@@ -92,11 +103,17 @@ impl Upstream {
             let after = parts.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
             return Sent::Retry { batch, reason, after };
         }
+        let var = self.cfg.signal.var();
         let hint = match (status.as_u16(), &self.cfg.kind) {
-            (401 | 403, Kind::Http) => " (check the upstream's headers: OTEL_EXPORTER_OTLP_HEADERS or --otlp-header, such as the Honeycomb API key)",
-            (401 | 403, Kind::Xray) => " (the task role needs xray:PutSpans, and CloudWatch Transaction Search must be enabled for OTLP)",
-            (404, Kind::Http) => " (check the endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; /v1/traces is added)",
-            _ => "",
+            (401 | 403, Kind::Http) => format!(
+                " (check the upstream's headers: OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_{var}_HEADERS or --otlp-header, such as the Honeycomb API key)"
+            ),
+            (401 | 403, Kind::Xray) => " (the task role needs xray:PutSpans, and CloudWatch Transaction Search must be enabled for OTLP)".into(),
+            (404, Kind::Http) => format!(
+                " (check the endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL, {} is added; OTEL_EXPORTER_OTLP_{var}_ENDPOINT is used as it is)",
+                self.cfg.signal.path()
+            ),
+            _ => String::new(),
         };
         Sent::Failed { reason: format!("{reason}{hint}") }
     }
