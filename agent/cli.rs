@@ -165,9 +165,13 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_RCVBUF", hide_env_values = true, value_name = "SIZE")]
     pub xray_rcvbuf: Option<String>,
 
-    /// Receive OTLP/HTTP spans on this address and relay them upstream [default: 127.0.0.1:4318]
+    /// Receive OTLP (HTTP, and gRPC too) on this address and relay it upstream [default: 127.0.0.1:4318]
     #[arg(long, env = "AGENT_OTLP_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
     pub otlp_address: Option<String>,
+
+    /// Receive OTLP/gRPC on this address too [default: 127.0.0.1:4317]
+    #[arg(long, env = "AGENT_OTLP_GRPC_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
+    pub otlp_grpc_address: Option<String>,
 
     /// Do not relay OTLP, even when an upstream is configured (the app's OTEL_* variables are left alone)
     #[arg(long, env = "AGENT_NO_OTLP", hide_env_values = true)]
@@ -340,6 +344,7 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_XRAY_RCVBUF",
     "AGENT_FLUSH_TIMEOUT",
     "AGENT_OTLP_ADDRESS",
+    "AGENT_OTLP_GRPC_ADDRESS",
     "AGENT_NO_OTLP",
     "AGENT_OTLP_ENDPOINT",
     "AGENT_OTLP_HEADERS",

@@ -125,18 +125,26 @@ fn flask_spans_reach_a_honeycomb_style_backend_with_the_key_from_parameter_store
     assert!(!log.contains(key), "the key is never logged:\n{log}");
 }
 
-#[test]
-fn traces_metrics_and_logs_reach_the_backend_each_with_its_own_headers_and_no_key_in_the_app() {
+/// The app (otlp_send.py, with `app_env` choosing its exporters) sends N traces, data points
+/// and log records; each reaches the backend exactly once, with its signal's headers; the app
+/// never sees the key. `grpc_file`: where the test writes the agent's gRPC address for an app
+/// that hard-codes its endpoint.
+fn all_signals_arrive(app_env: &[(&str, &str)], grpc_file: Option<&Path>) {
     let sink = Sink::start(&[]);
     let key = "hc-key-all-signals-51c2";
     let (generic, metrics) = (format!("x-honeycomb-team={key}"), format!("x-honeycomb-team={key},x-honeycomb-dataset=otlp-metrics"));
-    let env = [
+    let mut env = vec![
         ("OTEL_EXPORTER_OTLP_HEADERS", generic.as_str()),
         ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", metrics.as_str()),
         ("OTLP_SEND_SIGNALS", "traces,metrics,logs"),
     ];
+    env.extend_from_slice(app_env);
     const N: usize = 40;
     let (mut agent, err, out, otlp) = agent_with_sender(Some(&sink.endpoint()), N, &[], &env);
+    if let Some(f) = grpc_file {
+        let grpc = wait_for_field(&err, "relaying OTLP", "grpc");
+        std::fs::write(f, &grpc).unwrap();
+    }
     let ids = sent_ids(out.path());
     sink.wait_for_ids(&ids, T, "every span");
     wait_until(T, "every data point and log record", || sink.accepted("points").len() >= N && sink.accepted("logs").len() >= N);
@@ -174,6 +182,37 @@ fn traces_metrics_and_logs_reach_the_backend_each_with_its_own_headers_and_no_ke
     assert_eq!(final_count_of(&log, "OTLP data points", "sent"), N as u64, "{log}");
     assert_eq!(final_count_of(&log, "OTLP log records", "sent"), N as u64, "{log}");
     assert!(!log.contains(key), "the key is never logged:\n{log}");
+}
+
+#[test]
+fn traces_metrics_and_logs_reach_the_backend_each_with_its_own_headers_and_no_key_in_the_app() {
+    all_signals_arrive(&[], None);
+}
+
+#[test]
+fn the_sdks_grpc_exporters_work_with_the_endpoint_the_agent_gives() {
+    // OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT, the agent's HTTP port: HTTP/2 is told apart there.
+    all_signals_arrive(&[("OTLP_SEND_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], None);
+}
+
+#[test]
+fn the_sdks_grpc_exporters_work_hard_coded_to_the_grpc_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grpc-endpoint");
+    let at = format!("@{}", file.display());
+    all_signals_arrive(&[("OTLP_SEND_GRPC_ENDPOINT", at.as_str())], Some(&file));
+}
+
+/// `NAME=value` from the first log line containing `what`, once it is there.
+fn wait_for_field(err: &std::sync::Arc<std::sync::Mutex<String>>, what: &str, name: &str) -> String {
+    let mut found = String::new();
+    wait_until(T, what, || {
+        let text = err.lock().unwrap().clone();
+        let line = text.lines().find(|l| l.contains(what)).unwrap_or("");
+        found = line.split(&format!(" {name}=")).nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("").to_string();
+        !found.is_empty()
+    });
+    found
 }
 
 #[test]

@@ -223,24 +223,26 @@ fn full_buffers_answer_503_with_retry_after_and_count_it() {
 }
 
 #[test]
-fn http2_on_the_otlp_port_is_logged_once() {
+fn full_buffers_answer_grpc_unavailable_with_retry_info() {
+    // As above, over OTLP/gRPC (grpcio's own client, on the HTTP port: HTTP/2 is told apart).
     let closed = Closed::new();
-    let (mut agent, err, otlp) = agent_with_otlp(&closed.endpoint(), &[]);
-    for _ in 0..3 {
-        let mut s = TcpStream::connect(&otlp).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
-        let mut b = Vec::new();
-        let _ = s.read_to_end(&mut b); // closed by the agent
-    }
-    wait_until(T, "the HTTP/2 log line", || err.lock().unwrap().contains("HTTP/2 connection"));
-    let line = err.lock().unwrap().lines().find(|l| l.contains("HTTP/2 connection")).unwrap().to_string();
-    assert!(line.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf") && line.contains(&otlp), "{line}");
-    // HTTP/1 still works on the same port.
-    assert_eq!(post(&otlp, "/v1/traces", "application/x-protobuf", &otlp_body(1, 1)).0, 200);
+    let (mut agent, err, otlp) = agent_with_otlp(&closed.endpoint(), &["--otlp-buffer", "64KiB"]);
+    let mut c = std::process::Command::new(venv().join("bin/python"));
+    c.arg(repo().join("tests/aws/grpc_export.py")).args([otlp.as_str(), "50", "20"]);
+    let out = run(c, T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let codes: Vec<&str> = answer["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(codes.last(), Some(&"UNAVAILABLE"), "{answer}");
+    assert!(codes[..codes.len() - 1].iter().all(|c| *c == "OK") && codes.len() > 1, "{answer}");
+    assert_eq!(answer["retry_seconds"], 5, "the SDK is told when to retry: {answer}");
     signal(agent.id(), libc::SIGTERM);
     wait_child(&mut agent, T, "agent");
-    assert_eq!(whole_log(&err).matches("HTTP/2 connection").count(), 1);
+    let log = whole_log(&err);
+    let accepted = (codes.len() - 1) * 20;
+    assert!(log.contains(&format!("received={accepted} sent=0 rejected=0 dropped={accepted}")), "{log}");
+    assert!(log.contains("throttled=20"), "the refused call is counted: {log}");
+    assert_balanced(&log);
 }
 
 #[test]

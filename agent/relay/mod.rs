@@ -84,6 +84,8 @@ struct OtlpPart {
     listener: std::net::TcpListener,
     /// Where it listens (the kernel's port for port 0).
     address: SocketAddr,
+    /// The OTLP/gRPC port (4317), if it could be bound; `listener` takes gRPC too.
+    grpc: Option<std::net::TcpListener>,
     door: Arc<Door>,
     /// Each upstream (and signal) with its queue.
     sinks: Vec<(Upstream, Arc<Queue<Chunk>>)>,
@@ -206,8 +208,16 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
             ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer)));
         }
     }
-    info!(address = %address, upstreams = %said.join("; "), "relaying OTLP");
-    Some(OtlpPart { listener, address, door: Arc::new(Door::new(ingests)), sinks, interval: s.flush_interval })
+    let grpc = match serve::bind(s.grpc_address) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(address = %s.grpc_address, error = %e, "cannot receive OTLP/gRPC there (is a collector sidecar on this port?); gRPC still works on {address}, the endpoint the app is given");
+            None
+        }
+    };
+    let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    info!(address = %address, grpc = %grpc_address, upstreams = %said.join("; "), "relaying OTLP");
+    Some(OtlpPart { listener, address, grpc, door: Arc::new(Door::new(ingests)), sinks, interval: s.flush_interval })
 }
 
 impl Relays {
@@ -239,7 +249,7 @@ impl Relays {
         let Some(p) = g.as_ref() else { return false };
         let tcp = |l: &std::net::TcpListener| readable(l);
         p.xray.as_ref().is_some_and(|x| xray::receiver::waiting(&x.sockets.udp) || x.sockets.sampling.as_ref().is_some_and(tcp))
-            || p.otlp.as_ref().is_some_and(|o| tcp(&o.listener))
+            || p.otlp.as_ref().is_some_and(|o| tcp(&o.listener) || o.grpc.as_ref().is_some_and(tcp))
     }
 
     /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
@@ -280,6 +290,10 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         let listener = tokio::net::TcpListener::from_std(o.listener).expect("BUG: a bound listener");
         let d = o.door.clone();
         source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));
+        if let Some(l) = o.grpc.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+            let d = o.door.clone();
+            source_tasks.push(tokio::spawn(serve::serve("OTLP/gRPC", l, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));
+        }
         for (sink, q) in o.sinks {
             let name = q.name.clone();
             sinks.push((name, tokio::spawn(batcher::run(sink, q, o.interval, sinks_deadline.clone()))));

@@ -1,5 +1,6 @@
-//! The one way the relays serve HTTP (the OTLP receiver, the X-Ray sampling proxy): HTTP/1 on a
-//! listener the caller bound at start (so a taken port is reported before the app runs), one
+//! The one way the relays serve HTTP (the OTLP receiver, OTLP/gRPC, the X-Ray sampling proxy):
+//! HTTP/1.1, or HTTP/2 without TLS (h2c, which is how OTLP/gRPC arrives) when a connection opens
+//! with the HTTP/2 preface — on the same port — on a listener the caller bound at start (so a taken port is reported before the app runs), one
 //! task per connection, until the source token is cancelled; then in-flight requests finish
 //! (the caller bounds the wait by the shutdown deadline) so what was answered 2xx is in a queue
 //! before the sinks flush.
@@ -7,24 +8,67 @@
 //! Bounded: at most `MAX_CONNECTIONS` at once (more are closed at once), request headers must
 //! arrive within `HEADER_TIMEOUT`, bodies are limited by each handler before reading. An accept
 //! that fails for lack of file descriptors (EMFILE, ENFILE) pauses the loop instead of spinning.
-//! A connection that opens with the HTTP/2 preface (h2c, gRPC) is closed, and said once.
+//! An HTTP/2 connection carries at most `MAX_STREAMS` requests at once.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::Full;
+use http::HeaderMap;
+use http_body::{Frame, SizeHint};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-pub type Reply = Response<Full<Bytes>>;
+pub type Reply = Response<Body>;
+
+/// A response body: its bytes, then (gRPC's status) trailers.
+#[derive(Debug, Default)]
+pub struct Body {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body {
+    pub fn new(data: impl Into<Bytes>) -> Body {
+        Body { data: Some(data.into()), trailers: None }
+    }
+
+    pub fn with_trailers(data: impl Into<Bytes>, trailers: HeaderMap) -> Body {
+        Body { data: Some(data.into()), trailers: Some(trailers) }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.as_ref().map_or(true, |d| d.is_empty()) && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.trailers {
+            None => SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64)),
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
 
 pub const MAX_CONNECTIONS: usize = 256;
+/// Requests at once on one HTTP/2 connection (an SDK's exporter sends one at a time).
+pub const MAX_STREAMS: u32 = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -40,7 +84,6 @@ where
     Fut: Future<Output = Result<Reply, Infallible>> + Send + 'static,
 {
     let connections = TaskTracker::new();
-    let h2_said = Arc::new(AtomicBool::new(false));
     let mut pause = Duration::from_millis(10);
     let mut fd_said = false;
     loop {
@@ -67,27 +110,25 @@ where
             continue; // dropped: closed at once
         }
         let _ = stream.set_nodelay(true);
-        let (handle, cancel, h2_said) = (handle.clone(), cancel.clone(), h2_said.clone());
+        let (handle, cancel) = (handle.clone(), cancel.clone());
         connections.spawn(async move {
-            if is_http2(&stream).await {
-                if !h2_said.swap(true, Ordering::Relaxed) {
-                    let addr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                    warn!(listener = name, address = %addr, "an HTTP/2 connection (h2c or OTLP/gRPC) arrived, but this port serves HTTP/1.1: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf in the app (further ones are closed silently)");
-                }
-                return;
-            }
             let svc = hyper::service::service_fn(handle);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    // Finish the request under way (if any), then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            match opening(io.inner()).await {
+                Opening::Nothing => {}
+                Opening::Http2 => {
+                    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .max_concurrent_streams(MAX_STREAMS)
+                        .serve_connection(io, svc);
+                    drive(conn, &cancel, |c| c.graceful_shutdown()).await
+                }
+                Opening::Http1 => {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .serve_connection(io, svc);
+                    drive(conn, &cancel, |c| c.graceful_shutdown()).await
                 }
             }
         });
@@ -96,8 +137,29 @@ where
     connections.wait().await;
 }
 
-/// Whether a connection opens with the HTTP/2 preface (peeked, so HTTP/1 sees every byte).
-async fn is_http2(stream: &tokio::net::TcpStream) -> bool {
+/// Serves a connection until it ends or `cancel`; then the requests under way are finished
+/// (`shutdown` starts a graceful close) before it closes.
+async fn drive<C: Future>(conn: C, cancel: &CancellationToken, shutdown: fn(Pin<&mut C>)) {
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = cancel.cancelled() => {
+            shutdown(conn.as_mut());
+            let _ = conn.await;
+        }
+    }
+}
+
+enum Opening {
+    Http1,
+    Http2,
+    /// Closed, or silent for `HEADER_TIMEOUT`.
+    Nothing,
+}
+
+/// How a connection opens: with the HTTP/2 preface or not (peeked, so the server that takes
+/// it sees every byte).
+async fn opening(stream: &tokio::net::TcpStream) -> Opening {
     let mut buf = [0u8; 14];
     let peek = tokio::time::timeout(HEADER_TIMEOUT, async {
         loop {
@@ -108,7 +170,11 @@ async fn is_http2(stream: &tokio::net::TcpStream) -> bool {
             }
         }
     });
-    matches!(peek.await, Ok(n) if n >= buf.len() && buf == H2_PREFACE)
+    match peek.await {
+        Ok(n) if n >= buf.len() && buf == H2_PREFACE => Opening::Http2,
+        Ok(n) if n > 0 => Opening::Http1,
+        _ => Opening::Nothing,
+    }
 }
 
 /// A listener for `serve`, bound now, non-blocking for tokio.

@@ -281,13 +281,25 @@ pub fn response<S: Signal>(format: Format, rejected: u64, reason: &str) -> Vec<u
     }
 }
 
-/// `google.rpc.Status`, the body OTLP/HTTP error answers carry.
+/// `google.rpc.Status`, the body OTLP/HTTP error answers carry (and gRPC's
+/// `grpc-status-details-bin`).
 #[derive(Clone, PartialEq, prost::Message)]
-struct Status {
+pub struct Status {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<Any>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Any {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
 }
 
 /// google.rpc.Code: the request was wrong.
@@ -299,7 +311,7 @@ pub const UNAVAILABLE: i32 = 14;
 pub fn status(format: Option<Format>, code: i32, message: &str) -> Vec<u8> {
     match format {
         Some(Format::Json) => serde_json::json!({ "code": code, "message": message }).to_string().into_bytes(),
-        _ => Status { code, message: message.to_string() }.encode_to_vec(),
+        _ => Status { code, message: message.to_string(), details: Vec::new() }.encode_to_vec(),
     }
 }
 

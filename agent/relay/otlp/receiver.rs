@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -20,7 +20,7 @@ use super::message::{self, BadRequest, Format};
 use super::signal::{Kind, Signal};
 use super::{Accepted, Ingest, RETRY_AFTER};
 use crate::relay::problems::Problems;
-use crate::relay::serve::{declared_length, Reply};
+use crate::relay::serve::{declared_length, Body, Reply};
 
 /// What the receiver serves: each signal's ingest (`None`: no upstream takes that signal), and
 /// the requests refused at the door, each kind said once.
@@ -48,17 +48,22 @@ impl Door {
         self.ingests.iter().flatten()
     }
 
-    /// A request refused: logged once per kind, so a misconfigured app shows.
-    fn refuse(&self, status: StatusCode, format: Option<Format>, why: &str) -> Result<Reply, Infallible> {
-        let kind = format!("refused:{}:{}", status.as_u16(), why.split(':').next().unwrap_or(""));
+    /// A request refused with `status` (an HTTP status, or gRPC's name of one): logged once per
+    /// kind, so a misconfigured app shows.
+    pub fn said(&self, status: &str, why: &str) {
+        let kind = format!("refused:{status}:{}", why.split(':').next().unwrap_or(""));
         let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
-        problems.once(&kind, || format!("refused an OTLP request with {}: {why} (further ones like it are only counted)", status.as_u16()));
+        problems.once(&kind, || format!("refused an OTLP request with {status}: {why} (further ones like it are only counted)"));
+    }
+
+    fn refuse(&self, status: StatusCode, format: Option<Format>, why: &str) -> Result<Reply, Infallible> {
+        self.said(status.as_str(), why);
         reply(status, format, message::status(format, message::INVALID_ARGUMENT, why))
     }
 }
 
 fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Reply, Infallible> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
     let ct = format.unwrap_or(Format::Protobuf).content_type();
     r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().expect("valid header"));
@@ -66,6 +71,9 @@ fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Re
 }
 
 pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, Infallible> {
+    if super::grpc::is_grpc(&req) {
+        return Ok(super::grpc::handle(req, door).await);
+    }
     let path = req.uri().path();
     let Some(kind) = Kind::from_path(path) else {
         return door.refuse(StatusCode::NOT_FOUND, None, "the agent receives OTLP at POST /v1/traces, /v1/metrics and /v1/logs");
@@ -117,10 +125,10 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, In
 }
 
 /// A signal's success answer: (format, rejected, why) → body.
-type Answer = fn(Format, u64, &str) -> Vec<u8>;
+pub type Answer = fn(Format, u64, &str) -> Vec<u8>;
 
 /// Decodes a body as signal `S` and hands it to its ingest.
-fn accept<S: Signal>(ingest: &Ingest, format: Format, body: Bytes) -> Result<(Accepted, Answer), BadRequest> {
+pub fn accept<S: Signal>(ingest: &Ingest, format: Format, body: Bytes) -> Result<(Accepted, Answer), BadRequest> {
     let request: S = message::decode(format, &body)?;
     let original = (format == Format::Protobuf).then_some(body);
     Ok((ingest.accept(request, original, true), message::response::<S>))

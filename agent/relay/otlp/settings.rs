@@ -17,11 +17,14 @@ use crate::cli::RunArgs;
 use crate::config::{layered, parse_address, parse_positive_duration, parse_size, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4318";
+pub const DEFAULT_GRPC_ADDRESS: &str = "127.0.0.1:4317";
 
 /// The agent's own OTLP settings, before the environment is read.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub address: SocketAddr,
+    /// Where OTLP/gRPC is received besides `address` (which takes it too).
+    pub grpc_address: SocketAddr,
     pub endpoint: Option<String>,
     pub headers: Vec<String>,
     pub xray: bool,
@@ -74,8 +77,11 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
         // Checked now for shape; `${NAME}` is filled in once the secrets are loaded.
         split_header(h).map_err(|e| header_key.error(!args.otlp_headers.is_empty(), e))?;
     }
+    let grpc_address = layered(Key::run("otlp-grpc-address"), args.otlp_grpc_address.as_ref(), file.otlp_grpc_address.as_ref(), parse_address)?
+        .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.parse().expect("valid default"));
     Ok(Some(Settings {
         address,
+        grpc_address,
         endpoint,
         headers,
         xray: args.otlp_xray || file.otlp_xray.unwrap_or(false),
@@ -268,25 +274,26 @@ impl Settings {
         Ok(headers)
     }
 
-    /// Whether `url` points back at the agent's own receiver (a loop).
+    /// Whether `url` points back at one of the agent's own receivers (a loop).
     fn is_self(&self, url: &Uri) -> bool {
         let port = url.port_u16().unwrap_or(if url.scheme_str() == Some("https") { 443 } else { 80 });
         let host = url.host().unwrap_or("").trim_matches(['[', ']']);
         let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-        port == self.address.port() && (local || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.address.ip()))
+        [self.address, self.grpc_address]
+            .iter()
+            .any(|own| port == own.port() && (local || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == own.ip())))
     }
 
-    /// What the app's environment becomes while relaying: its exporter points at the agent (at
-    /// `bound`, the address the receiver got) for every signal, over HTTP/protobuf, and the
-    /// upstreams' endpoints and headers (the Honeycomb key), signal-specific ones included, are
-    /// taken away.
+    /// What the app's environment becomes while relaying: its exporters point at the agent (at
+    /// `bound`, the address the receiver got, which serves OTLP/HTTP and OTLP/gRPC alike, so the
+    /// app's protocol is left as it chose) for every signal, and the upstreams' endpoints and
+    /// headers (the Honeycomb key), signal-specific ones included, are taken away.
     pub fn child_env(&self, bound: SocketAddr) -> (Vec<(String, String)>, Vec<String>) {
-        let set = vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{bound}")),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL".to_string(), "http/protobuf".to_string()),
-        ];
+        let set = vec![("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), format!("http://{bound}"))];
         let mut remove = vec!["OTEL_EXPORTER_OTLP_HEADERS".to_string()];
         for signal in Signal::ALL {
+            // A signal's protocol goes too: the generic one (the app's, or its SDK's default)
+            // then applies to the generic endpoint, which takes both.
             for what in ["HEADERS", "ENDPOINT", "PROTOCOL"] {
                 remove.push(format!("OTEL_EXPORTER_OTLP_{}_{what}", signal.var()));
             }
@@ -302,6 +309,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             address: DEFAULT_ADDRESS.parse().unwrap(),
+            grpc_address: DEFAULT_GRPC_ADDRESS.parse().unwrap(),
             endpoint: None,
             headers: Vec::new(),
             xray: false,
@@ -359,6 +367,8 @@ mod tests {
     fn a_loop_back_to_the_agent_is_not_relayed() {
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")]);
         assert!(settings().upstreams(&e).unwrap().is_empty());
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")]);
+        assert!(settings().upstreams(&e).unwrap().is_empty(), "the gRPC port is the agent's too");
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4319")]);
         assert_eq!(settings().upstreams(&e).unwrap().len(), 3, "traces, metrics and logs");
     }
@@ -401,7 +411,7 @@ mod tests {
     #[test]
     fn the_app_loses_every_upstream_variable() {
         let (set, remove) = settings().child_env("127.0.0.1:4318".parse().unwrap());
-        assert!(set.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://127.0.0.1:4318".to_string())));
+        assert_eq!(set, [("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://127.0.0.1:4318".to_string())], "the protocol is the app's choice");
         for v in [
             "OTEL_EXPORTER_OTLP_HEADERS",
             "OTEL_EXPORTER_OTLP_METRICS_HEADERS",

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use crate::aws::http::{self as aws_http, HttpClient, Signer};
 use crate::aws::Shared;
-use crate::relay::serve::{self, Reply};
+use crate::relay::serve::{self, Body, Reply};
 
 /// The largest request body taken: sampling requests are a few KB (a statistics document per
 /// rule); anything larger is refused with 413 before it is read.
@@ -50,7 +50,7 @@ pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 fn reply(status: StatusCode, body: Bytes) -> Result<Reply, Infallible> {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     Ok(r)
