@@ -1,7 +1,7 @@
 //! Bench tool: a fast stand-in for trace backends. `trace_sink PORT` answers X-Ray's
 //! `POST /TraceSegments` with no unprocessed segments, counting the documents, and OTLP/HTTP
-//! `POST /v1/traces` (protobuf, gzip or not) with 200, counting the spans; `GET /count` returns
-//! the count. Nagle is off on every connection (TCP_NODELAY).
+//! `POST /v1/traces`, `/v1/metrics`, `/v1/logs` (protobuf, gzip or not) with 200, counting the
+//! spans, data points or log records; `GET /count` returns the count. Nagle is off on every connection (TCP_NODELAY).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,8 @@ async fn handle(req: Request<Incoming>, count: Arc<AtomicU64>) -> Result<Respons
     if req.uri().path() == "/count" {
         return Ok(Response::new(Full::new(Bytes::from(count.load(Ordering::SeqCst).to_string()))));
     }
-    let otlp = req.uri().path() == "/v1/traces";
+    let path = req.uri().path().to_string();
+    let otlp = path.starts_with("/v1/");
     let gzip = req.headers().get("content-encoding").is_some_and(|v| v == "gzip");
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     if otlp {
@@ -28,9 +29,37 @@ async fn handle(req: Request<Incoming>, count: Arc<AtomicU64>) -> Result<Respons
         } else {
             &body
         };
-        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(data).expect("OTLP protobuf");
-        let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-        count.fetch_add(spans as u64, Ordering::SeqCst);
+        use opentelemetry_proto::tonic::collector as c;
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let n: usize = match path.as_str() {
+            "/v1/metrics" => c::metrics::v1::ExportMetricsServiceRequest::decode(data)
+                .expect("OTLP protobuf")
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .map(|m| match &m.data {
+                    Some(Data::Sum(s)) => s.data_points.len(),
+                    Some(Data::Gauge(g)) => g.data_points.len(),
+                    _ => 0,
+                })
+                .sum(),
+            "/v1/logs" => c::logs::v1::ExportLogsServiceRequest::decode(data)
+                .expect("OTLP protobuf")
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum(),
+            _ => c::trace::v1::ExportTraceServiceRequest::decode(data)
+                .expect("OTLP protobuf")
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum(),
+        };
+        count.fetch_add(n as u64, Ordering::SeqCst);
         return Ok(Response::new(Full::new(Bytes::new())));
     }
     let docs = serde_json::from_slice::<serde_json::Value>(&body)

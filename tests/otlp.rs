@@ -216,6 +216,54 @@ fn wait_for_field(err: &std::sync::Arc<std::sync::Mutex<String>>, what: &str, na
 }
 
 #[test]
+fn on_ecs_every_signal_carries_the_tasks_identity_and_the_apps_own_attributes_win() {
+    // The harness's stand-in for the task metadata endpoint (moto has none).
+    let (mut stub, _, port) = python_server("ecs_metadata.py", &["0".to_string()]);
+    let sink = Sink::start(&[]);
+    let uri = format!("http://127.0.0.1:{port}/v4/cruddur-task");
+    let env = [
+        ("ECS_CONTAINER_METADATA_URI_V4", uri.as_str()),
+        ("OTLP_SEND_SIGNALS", "traces,metrics,logs"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "cloud.availability_zone=set-by-the-app"),
+    ];
+    let (mut agent, err, out, _) = agent_with_sender(Some(&sink.endpoint()), 5, &[], &env);
+    let ids = sent_ids(out.path());
+    sink.wait_for_ids(&ids, T, "every span");
+    wait_until(T, "the data points and log records", || sink.accepted("points").len() >= 5 && sink.accepted("logs").len() >= 5);
+    let resources: Vec<serde_json::Value> =
+        ["spans", "points", "logs"].iter().flat_map(|k| sink.accepted(k)).map(|(item, _, _)| item["resource"].clone()).collect();
+    assert_eq!(resources.len(), 15);
+    let arn = "arn:aws:ecs:us-west-2:111122223333";
+    for r in &resources {
+        for (k, v) in [
+            ("cloud.provider", "aws"),
+            ("cloud.platform", "aws_ecs"),
+            ("cloud.region", "us-west-2"),
+            ("cloud.account.id", "111122223333"),
+            ("aws.ecs.task.arn", &format!("{arn}:task/cruddur/cafe0123456789abcdef")),
+            ("aws.ecs.task.family", "backend-flask"),
+            ("aws.ecs.task.revision", "7"),
+            ("aws.ecs.cluster.arn", &format!("{arn}:cluster/cruddur")),
+            ("aws.ecs.launchtype", "fargate"),
+            ("aws.ecs.container.arn", &format!("{arn}:container/cruddur/cafe0123/5f3b")),
+            ("container.id", "cafe0123456789abcdef-1111"),
+            ("container.name", "backend-flask"),
+            ("service.name", "otlp-send"),
+        ] {
+            assert_eq!(r[k].as_str(), Some(v), "{k} in {r}");
+        }
+        assert_eq!(r["aws.log.group.names"], serde_json::json!(["/cruddur/fargate-cluster"]), "{r}");
+        assert_eq!(r["aws.log.stream.names"], serde_json::json!(["backend-flask/backend-flask/cafe0123"]), "{r}");
+        assert_eq!(r["cloud.availability_zone"], "set-by-the-app", "what the app set wins: {r}");
+    }
+    signal(agent.id(), libc::SIGTERM);
+    wait_child(&mut agent, T, "agent");
+    let _ = stub.kill();
+    let _ = stub.wait();
+    assert!(whole_log(&err).contains("adding the ECS task's identity"));
+}
+
+#[test]
 fn xray_otlp_mode_signs_every_request_with_sigv4() {
     let sink = Sink::start(&["--sigv4-secret", "testing"]);
     let env = [

@@ -3,6 +3,7 @@
 //! and an HTTPS client on rustls with ring and the system's root certificates (see Cargo.toml
 //! for why ring). Callers choose only the retry policy and how long one attempt may take.
 
+pub mod ecs;
 pub mod http;
 pub mod sigv4;
 

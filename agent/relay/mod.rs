@@ -134,7 +134,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
             return Err(RelayError::NoUpstreamToConvertTo);
         }
         if !upstreams.is_empty() {
-            otlp = start_otlp(s, upstreams, &aws);
+            otlp = start_otlp(s, upstreams, &aws, app_env);
             if let Some(o) = &otlp {
                 let (set, remove) = s.child_env(o.address);
                 env.set.extend(set);
@@ -175,7 +175,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
     Ok((relays, env))
 }
 
-fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Shared) -> Option<OtlpPart> {
+fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Shared, app_env: &HashMap<String, String>) -> Option<OtlpPart> {
     let listener = match serve::bind(s.address) {
         Ok(l) => l,
         Err(e) => {
@@ -198,6 +198,11 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
     if sinks.is_empty() {
         return None;
     }
+    // On ECS: the task's identity, added to every resource relayed (what the app set wins).
+    let identity = Arc::new(crate::aws::ecs::identity(app_env));
+    if !identity.is_empty() {
+        info!(attributes = identity.len(), "adding the ECS task's identity (cloud.*, aws.ecs.*, container.*, aws.log.*) to relayed OTLP resources");
+    }
     let mut ingests = Vec::new();
     let mut said = Vec::new();
     for signal in Signal::ALL {
@@ -205,7 +210,7 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
         if !queues.is_empty() {
             let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
             said.push(format!("{} to {}", signal.var().to_lowercase(), names.join(" and ")));
-            ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer)));
+            ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer, identity.clone())));
         }
     }
     let grpc = match serve::bind(s.grpc_address) {

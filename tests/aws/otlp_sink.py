@@ -60,10 +60,22 @@ def service(resource):
     return next((a.value.string_value for a in resource.attributes if a.key == "service.name"), "")
 
 
+def attrs(resource):
+    """The resource's attributes: strings as they are, string arrays as lists."""
+    out = {}
+    for a in resource.attributes:
+        kind = a.value.WhichOneof("value")
+        if kind == "array_value":
+            out[a.key] = [v.string_value for v in a.value.array_value.values]
+        elif kind:
+            out[a.key] = str(getattr(a.value, kind))
+    return out
+
+
 def spans(data):
     req = ExportTraceServiceRequest()
     req.ParseFromString(data)
-    return [{"name": s.name, "trace_id": s.trace_id.hex(), "service": service(rs.resource)}
+    return [{"name": s.name, "trace_id": s.trace_id.hex(), "service": service(rs.resource), "resource": attrs(rs.resource)}
             for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
 
 
@@ -76,12 +88,13 @@ def metric_points(data):
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
                 for p in getattr(m, kind).data_points:
-                    attrs = {a.key: str(getattr(a.value, a.value.WhichOneof("value"))) for a in p.attributes}
+                    points_attrs = {a.key: str(getattr(a.value, a.value.WhichOneof("value"))) for a in p.attributes}
                     if kind in ("sum", "gauge"):
                         value = getattr(p, p.WhichOneof("value"))
                     else:
                         value = p.count
-                    out.append({"metric": m.name, "service": service(rm.resource), "attributes": attrs, "value": value})
+                    out.append({"metric": m.name, "service": service(rm.resource), "attributes": points_attrs, "value": value,
+                                "resource": attrs(rm.resource)})
     return out
 
 
@@ -89,7 +102,7 @@ def log_records(data):
     req = ExportLogsServiceRequest()
     req.ParseFromString(data)
     return [{"body": r.body.string_value, "trace_id": r.trace_id.hex(), "service": service(rl.resource),
-             "severity": r.severity_text}
+             "severity": r.severity_text, "resource": attrs(rl.resource)}
             for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
 
 

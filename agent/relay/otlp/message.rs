@@ -7,6 +7,7 @@
 //! batch for an upstream is its chunks' bytes concatenated, with no re-encoding.
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 
 use super::signal::{Kind, Signal};
@@ -176,6 +177,22 @@ pub fn check<S: Signal>(mut request: S) -> Checked<S> {
     }
     request.resources().retain_mut(|rs| !S::scopes(rs).is_empty());
     Checked { request, items, invalid }
+}
+
+/// Adds `attributes` (the task's identity) to every resource of `request`, each only where the
+/// resource does not have that key already: what the app set wins. Whether anything was added.
+pub fn enrich<S: Signal>(request: &mut S, attributes: &[KeyValue]) -> bool {
+    let mut added = false;
+    for rs in request.resources().iter_mut() {
+        let resource = S::resource(rs).get_or_insert_with(Default::default);
+        for a in attributes {
+            if !resource.attributes.iter().any(|have| have.key == a.key) {
+                resource.attributes.push(a.clone());
+                added = true;
+            }
+        }
+    }
+    added
 }
 
 /// Items encoded as an export request, ready to be concatenated into a batch.

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use self::message::{Chunk, MAX_BYTES, MAX_ITEMS};
 use self::signal::{Kind, Signal};
@@ -53,14 +54,16 @@ pub enum Accepted {
 pub struct Ingest {
     pub kind: Kind,
     pub queues: Vec<Arc<Queue<Chunk>>>,
+    /// Resource attributes added to everything taken (the ECS task's identity; may be empty).
+    identity: Arc<Vec<KeyValue>>,
     pub counters: Counters,
     budget: usize,
     full_said: Mutex<Option<Instant>>,
 }
 
 impl Ingest {
-    pub fn new(kind: Kind, queues: Vec<Arc<Queue<Chunk>>>, budget: usize) -> Ingest {
-        Ingest { kind, queues, counters: Counters::default(), budget, full_said: Mutex::new(None) }
+    pub fn new(kind: Kind, queues: Vec<Arc<Queue<Chunk>>>, budget: usize, identity: Arc<Vec<KeyValue>>) -> Ingest {
+        Ingest { kind, queues, identity, counters: Counters::default(), budget, full_said: Mutex::new(None) }
     }
 
     /// Takes a decoded request of this ingest's signal: drops invalid items, queues the rest for
@@ -68,7 +71,9 @@ impl Ingest {
     /// request is refused (`Full`) rather than older data dropped for it.
     pub fn accept<S: Signal>(&self, request: S, original: Option<Bytes>, push_back: bool) -> Accepted {
         debug_assert_eq!(S::KIND, self.kind);
-        let checked = message::check(request);
+        let mut checked = message::check(request);
+        // Added attributes change the encoding: the request's own bytes no longer fit.
+        let original = if message::enrich(&mut checked.request, &self.identity) { None } else { original };
         let (items, invalid) = (checked.items, checked.invalid);
         let mut why = Vec::new();
         if invalid > 0 {

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuc
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 /// Which signal: where it is received and sent, and what its items are called.
@@ -86,6 +87,8 @@ pub trait Signal: prost::Message + Default + Clone + serde::de::DeserializeOwned
     const SNAKE_KEYS: &'static [&'static [u8]];
 
     fn resources(&mut self) -> &mut Vec<Self::Resource>;
+    /// A resource entry's `Resource` (its attributes: service.name, the task's identity).
+    fn resource(r: &mut Self::Resource) -> &mut Option<Resource>;
     fn scopes(r: &mut Self::Resource) -> &mut Vec<Self::Scope>;
     fn items(s: &mut Self::Scope) -> &mut Vec<Self::Item>;
     /// How many of the counted unit an item holds (a metric: its data points).
@@ -112,6 +115,9 @@ impl Signal for ExportTraceServiceRequest {
 
     fn resources(&mut self) -> &mut Vec<ResourceSpans> {
         &mut self.resource_spans
+    }
+    fn resource(r: &mut ResourceSpans) -> &mut Option<Resource> {
+        &mut r.resource
     }
     fn scopes(r: &mut ResourceSpans) -> &mut Vec<ScopeSpans> {
         &mut r.scope_spans
@@ -148,6 +154,9 @@ impl Signal for ExportMetricsServiceRequest {
 
     fn resources(&mut self) -> &mut Vec<ResourceMetrics> {
         &mut self.resource_metrics
+    }
+    fn resource(r: &mut ResourceMetrics) -> &mut Option<Resource> {
+        &mut r.resource
     }
     fn scopes(r: &mut ResourceMetrics) -> &mut Vec<ScopeMetrics> {
         &mut r.scope_metrics
@@ -191,6 +200,9 @@ impl Signal for ExportLogsServiceRequest {
 
     fn resources(&mut self) -> &mut Vec<ResourceLogs> {
         &mut self.resource_logs
+    }
+    fn resource(r: &mut ResourceLogs) -> &mut Option<Resource> {
+        &mut r.resource
     }
     fn scopes(r: &mut ResourceLogs) -> &mut Vec<ScopeLogs> {
         &mut r.scope_logs
