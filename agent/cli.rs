@@ -201,6 +201,10 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_TO_OTLP", hide_env_values = true)]
     pub xray_to_otlp: bool,
 
+    /// Relay the spans and segments of the agent's own health probe too (dropped and counted as filtered by default)
+    #[arg(long, env = "AGENT_KEEP_HEALTH_SPANS", hide_env_values = true)]
+    pub keep_health_spans: bool,
+
     /// After the app has exited, how long the agent may spend sending what traces it still holds [default: 4s]
     #[arg(long, env = "AGENT_FLUSH_TIMEOUT", hide_env_values = true, value_name = "DURATION")]
     pub flush_timeout: Option<String>,
@@ -352,6 +356,7 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_OTLP_BUFFER",
     "AGENT_OTLP_FLUSH_INTERVAL",
     "AGENT_XRAY_TO_OTLP",
+    "AGENT_KEEP_HEALTH_SPANS",
     "AGENT_CONFIG",
     "AGENT_LOG_FORMAT",
     "AGENT_LOG_LEVEL",

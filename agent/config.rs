@@ -81,6 +81,7 @@ pub struct FileConfig {
     pub otlp_buffer: Option<String>,
     pub otlp_flush_interval: Option<String>,
     pub xray_to_otlp: Option<bool>,
+    pub keep_health_spans: Option<bool>,
     pub health_exports_failing: Option<String>,
 }
 

@@ -263,6 +263,49 @@ fn on_ecs_every_signal_carries_the_tasks_identity_and_the_apps_own_attributes_wi
     assert!(whole_log(&err).contains("adding the ECS task's identity"));
 }
 
+/// The Flask app under the agent, whose probe checks /api/health-check every 200 ms; after ten
+/// app requests and SIGTERM: the backend's span names, and the agent's log.
+fn flask_with_health_probe(extra: &[&str]) -> (Vec<String>, String) {
+    let sink = Sink::start(&[]);
+    let app = AppListener::new();
+    let port = app.port;
+    let mut cmd = agent_cmd();
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .env("OTEL_SERVICE_NAME", "backend-flask")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .args(["run", "--otlp-address", "127.0.0.1:0", "--otlp-flush-interval", "100ms"])
+        .args(["--health-url", &format!("http://127.0.0.1:{port}/api/health-check"), "--health-interval", "200ms"])
+        .args(extra)
+        .arg("--");
+    example_app(&mut cmd, &app);
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    // Not wait_app: its own GET /api/health-check would be a health-check span from another client.
+    wait_until(T, "the app to answer", || http_get(port, "/api/activities/home", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200));
+    for _ in 0..10 {
+        assert_eq!(http_get(port, "/api/activities/home", Duration::from_secs(5)).unwrap().0, 200);
+    }
+    wait_until(T, "the app's spans at the backend", || sink.spans().iter().filter(|s| s.0 == "GET /api/activities/home").count() >= 10);
+    // Several probes have run by now (every 200 ms since the app was ready).
+    std::thread::sleep(Duration::from_millis(600));
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0));
+    let log = whole_log(&err);
+    (sink.spans().into_iter().map(|s| s.0).collect(), log)
+}
+
+#[test]
+fn the_agents_own_health_probe_spans_are_filtered_and_counted() {
+    let (names, log) = flask_with_health_probe(&[]);
+    assert!(!names.iter().any(|n| n.contains("health-check")), "no probe span relayed: {names:?}");
+    let line = log.lines().find(|l| l.contains("OTLP spans received, final counts")).expect(&log);
+    let filtered: u64 = line.split(" filtered=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect(line);
+    assert!(filtered >= 2, "the probe's spans are counted as filtered: {line}");
+    // With --keep-health-spans they go through like any other.
+    let (names, _) = flask_with_health_probe(&["--keep-health-spans"]);
+    assert!(names.iter().any(|n| n == "GET /api/health-check"), "{names:?}");
+}
+
 #[test]
 fn xray_otlp_mode_signs_every_request_with_sigv4() {
     let sink = Sink::start(&["--sigv4-secret", "testing"]);

@@ -85,6 +85,28 @@ fn malformed_datagrams_are_counted_and_harm_nothing() {
     assert!(log.contains("received=6 sent=1 rejected=5 dropped=0"), "{log}");
 }
 
+#[test]
+fn the_agents_own_health_probe_segments_are_filtered_and_counted() {
+    let moto = Moto::start();
+    let (mut agent, err, xray) = agent_with_xray(&moto.endpoint(), true, &[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let segment = |id: &str, ua: &str| {
+        format!(
+            "{{\"format\": \"json\", \"version\": 1}}\n{{\"trace_id\": \"1-5f84c7a1-1234567890abcdef0123456{}\", \"id\": \"{id}\", \"name\": \"backend-flask\", \
+             \"start_time\": 1700000000.0, \"end_time\": 1700000001.0, \"http\": {{\"request\": {{\"method\": \"GET\", \"user_agent\": \"{ua}\"}}}}}}",
+            &id[15..]
+        )
+    };
+    sock.send_to(segment("0123456789abcde1", "agent-health").as_bytes(), &xray).unwrap();
+    sock.send_to(segment("0123456789abcde2", "Mozilla/5.0").as_bytes(), &xray).unwrap();
+    wait_in_moto(&moto, &["1-5f84c7a1-1234567890abcdef01234562".to_string()], T, "the app's segment in X-Ray");
+    signal(agent.id(), libc::SIGTERM);
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
+    let log = err.lock().unwrap().clone();
+    assert!(log.contains("received=1 sent=1 rejected=0 dropped=0 retried=0 filtered=1"), "the probe's segment is left out and counted: {log}");
+    assert!(traces_in_moto(&moto, &["1-5f84c7a1-1234567890abcdef01234561".to_string()]).is_empty(), "never sent");
+}
+
 fn send_segments(address: &str, count: usize, ids_file: &std::path::Path, pad: usize) -> Vec<String> {
     let mut c = std::process::Command::new(venv().join("bin/python"));
     c.arg(repo().join("tests/aws/send_segments.py")).arg(address).arg(count.to_string()).arg(ids_file).arg(pad.to_string());

@@ -1,8 +1,10 @@
 //! What happened to every item a relay took in, per upstream: received, sent, rejected (a bad
 //! datagram or span, or refused by the backend), dropped (over the budget, or unsent at the
 //! deadline), retried (sent again after a failure that may pass), and throttled (refused at the
-//! door with 503 because every buffer was full, so the app's SDK kept it and tries again). At the
-//! end, received = sent + rejected + dropped for each; the final log line says whether it holds.
+//! door with 503 because every buffer was full, so the app's SDK kept it and tries again), and
+//! filtered (the agent's own health probe's spans, left out on purpose; like throttled, never
+//! received). At the end, received = sent + rejected + dropped for each; the final log line says
+//! whether it holds.
 //!
 //! Also `ExportHealth`: whether exports are failing and since when, for `agent health`.
 
@@ -19,6 +21,7 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub retried: AtomicU64,
     pub throttled: AtomicU64,
+    pub filtered: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +32,7 @@ pub struct Snapshot {
     pub dropped: u64,
     pub retried: u64,
     pub throttled: u64,
+    pub filtered: u64,
 }
 
 impl Counters {
@@ -46,6 +50,7 @@ impl Counters {
             dropped: self.dropped.load(Relaxed),
             retried: self.retried.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
+            filtered: self.filtered.load(Relaxed),
         }
     }
 }
@@ -70,6 +75,7 @@ impl Snapshot {
                 rejected = s.rejected,
                 dropped = s.dropped,
                 retried = s.retried,
+                filtered = s.filtered,
                 "{what}, final counts (received = sent + rejected + dropped)"
             );
         } else {
@@ -90,8 +96,8 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} sent={} rejected={} dropped={} retried={} throttled={}",
-            self.received, self.sent, self.rejected, self.dropped, self.retried, self.throttled
+            "received={} sent={} rejected={} dropped={} retried={} throttled={} filtered={}",
+            self.received, self.sent, self.rejected, self.dropped, self.retried, self.throttled, self.filtered
         )
     }
 }

@@ -98,6 +98,8 @@ struct Parts {
     xray: Option<XrayPart>,
     otlp: Option<OtlpPart>,
     to_otlp: bool,
+    /// Leave out the agent's own health probe's spans and segments (not `--keep-health-spans`).
+    filter_health: bool,
 }
 
 struct Running {
@@ -134,7 +136,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
             return Err(RelayError::NoUpstreamToConvertTo);
         }
         if !upstreams.is_empty() {
-            otlp = start_otlp(s, upstreams, &aws, app_env);
+            otlp = start_otlp(s, upstreams, &aws, app_env, !settings.keep_health_spans);
             if let Some(o) = &otlp {
                 let (set, remove) = s.child_env(o.address);
                 env.set.extend(set);
@@ -167,7 +169,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         exports.extend(o.sinks.iter().map(|(_, q)| (q.name.clone(), q.health.clone())));
     }
     let relays = Relays {
-        parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp })),
+        parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp, filter_health: !settings.keep_health_spans })),
         running: Mutex::new(None),
         exports,
         flush_timeout: settings.flush_timeout,
@@ -175,7 +177,13 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
     Ok((relays, env))
 }
 
-fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Shared, app_env: &HashMap<String, String>) -> Option<OtlpPart> {
+fn start_otlp(
+    s: &otlp::Settings,
+    upstreams: Vec<otlp::UpstreamConfig>,
+    aws: &Shared,
+    app_env: &HashMap<String, String>,
+    filter_health: bool,
+) -> Option<OtlpPart> {
     let listener = match serve::bind(s.address) {
         Ok(l) => l,
         Err(e) => {
@@ -210,7 +218,7 @@ fn start_otlp(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
         if !queues.is_empty() {
             let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
             said.push(format!("{} to {}", signal.var().to_lowercase(), names.join(" and ")));
-            ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer, identity.clone())));
+            ingests.push(Arc::new(Ingest::new(signal, queues, s.buffer, identity.clone(), filter_health)));
         }
     }
     let grpc = match serve::bind(s.grpc_address) {
@@ -310,9 +318,9 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let address = x.sockets.address;
-        let (q, token, udp) = (x.queue.clone(), sources.clone(), x.sockets.udp);
+        let (q, token, udp, filter) = (x.queue.clone(), sources.clone(), x.sockets.udp, parts.filter_health);
         let spawned = std::thread::Builder::new().name("xray-receive".into()).spawn(move || {
-            xray::receiver::receive(udp, q, token);
+            xray::receiver::receive(udp, q, token, filter);
             let _ = done_tx.send(());
         });
         match spawned {
@@ -365,7 +373,7 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
             }
         }
         let r = i.counters.snapshot();
-        info!(received = r.received, rejected = r.rejected, throttled = r.throttled, "OTLP {unit} received, final counts");
+        info!(received = r.received, rejected = r.rejected, throttled = r.throttled, filtered = r.filtered, "OTLP {unit} received, final counts");
     }
     report
 }

@@ -22,6 +22,8 @@ pub struct RelaySettings {
     pub xray_to_otlp: bool,
     /// How long the final flush may take, for every sink at once.
     pub flush_timeout: Duration,
+    /// `--keep-health-spans`: relay the agent's own health probe's spans and segments too.
+    pub keep_health_spans: bool,
 }
 
 pub fn config(args: &RunArgs, file: &FileConfig) -> Result<RelaySettings, ConfigError> {
@@ -34,6 +36,7 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<RelaySettings, Config
         xray: xray(args, file)?,
         otlp,
         xray_to_otlp,
+        keep_health_spans: args.keep_health_spans || file.keep_health_spans.unwrap_or(false),
         flush_timeout: layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
             .unwrap_or(DEFAULT_FLUSH_TIMEOUT),
     })

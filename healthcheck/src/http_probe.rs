@@ -79,8 +79,10 @@ impl HttpProbe {
         let _ = stream.set_nodelay(true);
         stream.set_write_timeout(Some(left()?)).map_err(io)?;
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: agent-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            self.path, self.host_header
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            self.path,
+            self.host_header,
+            crate::USER_AGENT
         );
         stream.write_all(request.as_bytes()).map_err(io)?;
 

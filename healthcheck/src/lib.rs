@@ -13,6 +13,9 @@ mod tcp_probe;
 use std::time::Duration;
 
 pub use error::ProbeError;
+
+/// The User-Agent of every HTTP probe: the relay knows its own probe's spans by it.
+pub const USER_AGENT: &str = "agent-health";
 pub use http_probe::HttpProbe;
 pub use status::{StatusSet, StatusSetError};
 pub use tcp_probe::TcpProbe;

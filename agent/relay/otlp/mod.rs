@@ -56,21 +56,30 @@ pub struct Ingest {
     pub queues: Vec<Arc<Queue<Chunk>>>,
     /// Resource attributes added to everything taken (the ECS task's identity; may be empty).
     identity: Arc<Vec<KeyValue>>,
+    /// Leave out the agent's own health probe's spans (counted as filtered).
+    filter_health: bool,
     pub counters: Counters,
     budget: usize,
     full_said: Mutex<Option<Instant>>,
 }
 
 impl Ingest {
-    pub fn new(kind: Kind, queues: Vec<Arc<Queue<Chunk>>>, budget: usize, identity: Arc<Vec<KeyValue>>) -> Ingest {
-        Ingest { kind, queues, identity, counters: Counters::default(), budget, full_said: Mutex::new(None) }
+    pub fn new(kind: Kind, queues: Vec<Arc<Queue<Chunk>>>, budget: usize, identity: Arc<Vec<KeyValue>>, filter_health: bool) -> Ingest {
+        Ingest { kind, queues, identity, filter_health, counters: Counters::default(), budget, full_said: Mutex::new(None) }
     }
 
     /// Takes a decoded request of this ingest's signal: drops invalid items, queues the rest for
     /// every upstream. `push_back`: the sender can retry (HTTP), so when no queue has room the
     /// request is refused (`Full`) rather than older data dropped for it.
-    pub fn accept<S: Signal>(&self, request: S, original: Option<Bytes>, push_back: bool) -> Accepted {
+    pub fn accept<S: Signal>(&self, mut request: S, mut original: Option<Bytes>, push_back: bool) -> Accepted {
         debug_assert_eq!(S::KIND, self.kind);
+        if self.filter_health {
+            let filtered = request.drop_health_probe();
+            if filtered > 0 {
+                Counters::add(&self.counters.filtered, filtered);
+                original = None;
+            }
+        }
         let mut checked = message::check(request);
         // Added attributes change the encoding: the request's own bytes no longer fit.
         let original = if message::enrich(&mut checked.request, &self.identity) { None } else { original };

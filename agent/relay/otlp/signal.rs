@@ -10,6 +10,7 @@
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -99,6 +100,19 @@ pub trait Signal: prost::Message + Default + Clone + serde::de::DeserializeOwned
     fn response(rejected: u64, message: &str) -> Self::Response;
     /// The partial success in an upstream's answer: (rejected, message).
     fn partial(answer: Self::Response) -> Option<(i64, String)>;
+    /// Drops what the agent's own health probe caused; how many were dropped.
+    fn drop_health_probe(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Whether a span is the server span of the agent's health probe: its user agent attribute
+/// (`user_agent.original`, or the older `http.user_agent`) is the probe's.
+fn health_probe_span(span: &Span) -> bool {
+    span.attributes.iter().any(|a| {
+        (a.key == "user_agent.original" || a.key == "http.user_agent")
+            && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()), Some(Value::StringValue(s)) if s == healthcheck::USER_AGENT)
+    })
 }
 
 fn nonzero(b: &[u8]) -> bool {
@@ -141,6 +155,26 @@ impl Signal for ExportTraceServiceRequest {
     }
     fn partial(answer: ExportTraceServiceResponse) -> Option<(i64, String)> {
         answer.partial_success.map(|p| (p.rejected_spans, p.error_message))
+    }
+    /// The probe's server spans, and every span of their traces in this request (a database
+    /// call the health check made, say).
+    fn drop_health_probe(&mut self) -> u64 {
+        let spans = || self.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+        let traces: Vec<Vec<u8>> = spans().filter(|s| health_probe_span(s)).map(|s| s.trace_id.clone()).collect();
+        if traces.is_empty() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for rs in &mut self.resource_spans {
+            for ss in &mut rs.scope_spans {
+                let before = ss.spans.len();
+                ss.spans.retain(|s| !traces.contains(&s.trace_id));
+                dropped += (before - ss.spans.len()) as u64;
+            }
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        self.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+        dropped
     }
 }
 

@@ -49,6 +49,27 @@ struct Header {
 /// The headers the SDKs actually send, checked without a JSON parse.
 const CANONICAL: [&[u8]; 2] = [br#"{"format": "json", "version": 1}"#, br#"{"format":"json","version":1}"#];
 
+/// Whether a segment document is one of the agent's own health probe's requests: its
+/// `"http": {"request": {"user_agent": "agent-health"}}` (any spacing the SDKs write).
+pub fn is_health_probe(doc: &str) -> bool {
+    let (doc, key) = (doc.as_bytes(), b"\"user_agent\"");
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&doc[from..], key) {
+        let rest = &doc[from + at + key.len()..];
+        let rest = rest.trim_ascii_start();
+        if let Some(value) = rest.strip_prefix(b":").map(<[u8]>::trim_ascii_start) {
+            if value
+                .strip_prefix(b"\"")
+                .is_some_and(|v| v.starts_with(healthcheck::USER_AGENT.as_bytes()) && v.get(healthcheck::USER_AGENT.len()) == Some(&b'"'))
+            {
+                return true;
+            }
+        }
+        from += at + key.len();
+    }
+    false
+}
+
 /// The segment document of a datagram, or why the datagram is rejected.
 pub fn parse(datagram: &[u8]) -> Result<&str, Reject> {
     let nl = datagram.iter().position(|&b| b == b'\n').ok_or(Reject::NoNewline)?;
@@ -76,6 +97,15 @@ pub fn parse(datagram: &[u8]) -> Result<&str, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agents_health_probe_is_known_by_its_user_agent() {
+        assert!(is_health_probe(r#"{"name":"app","http":{"request":{"method":"GET","user_agent":"agent-health"}}}"#));
+        assert!(is_health_probe(r#"{"http": {"request": {"url": "/x", "user_agent" : "agent-health"}}}"#), "the Python SDK's spacing");
+        assert!(!is_health_probe(r#"{"http":{"request":{"user_agent":"agent-healthy"}}}"#));
+        assert!(!is_health_probe(r#"{"http":{"request":{"user_agent":"ELB-HealthChecker/2.0"}},"annotations":{"x":"agent-health"}}"#));
+        assert!(!is_health_probe(r#"{"user_agent""#), "cut short");
+    }
     use proptest::prelude::*;
 
     #[test]

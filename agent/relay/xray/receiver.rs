@@ -78,11 +78,13 @@ impl Slots {
 struct Intake {
     queue: Arc<Queue<Segments>>,
     seen_rejects: HashSet<datagram::Reject>,
+    /// Leave out the agent's own health probe's segments (counted as filtered).
+    filter_health: bool,
 }
 
 impl Intake {
     fn take(&mut self, slots: &Slots, n: usize) {
-        let mut rejected = 0;
+        let (mut rejected, mut filtered) = (0, 0);
         let bytes = (0..n).map(|i| slots.datagram(i).len()).sum();
         let mut segments = Segments::with_capacity(n, bytes);
         for i in 0..n {
@@ -91,6 +93,7 @@ impl Intake {
                 continue; // the wake-up at shutdown; never a segment
             }
             match datagram::parse(d) {
+                Ok(body) if self.filter_health && datagram::is_health_probe(body) => filtered += 1,
                 Ok(body) => segments.push(body),
                 Err(r) => {
                     rejected += 1;
@@ -100,6 +103,7 @@ impl Intake {
                 }
             }
         }
+        Counters::add(&self.queue.counters.filtered, filtered);
         if rejected > 0 {
             Counters::add(&self.queue.counters.received, rejected);
             Counters::add(&self.queue.counters.rejected, rejected);
@@ -111,10 +115,10 @@ impl Intake {
 }
 
 /// The receiver thread's body: reads until `stop`, then drains the socket.
-pub fn receive(socket: std::net::UdpSocket, queue: Arc<Queue<Segments>>, stop: CancellationToken) {
+pub fn receive(socket: std::net::UdpSocket, queue: Arc<Queue<Segments>>, stop: CancellationToken, filter_health: bool) {
     let fd = socket.as_raw_fd();
     let mut slots = Slots::new();
-    let mut intake = Intake { queue, seen_rejects: HashSet::new() };
+    let mut intake = Intake { queue, seen_rejects: HashSet::new(), filter_health };
     while !stop.is_cancelled() {
         let n = slots.recv(fd, true);
         intake.take(&slots, n);
