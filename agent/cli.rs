@@ -201,6 +201,14 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_TO_OTLP", hide_env_values = true)]
     pub xray_to_otlp: bool,
 
+    /// Write the app's OTLP metrics to stdout as CloudWatch Embedded Metric Format lines (the awslogs driver ships them; CloudWatch extracts the metrics)
+    #[arg(long, env = "AGENT_METRICS_EMF", hide_env_values = true)]
+    pub metrics_emf: bool,
+
+    /// The CloudWatch namespace of --metrics-emf [default: the resource's service.namespace/service.name]
+    #[arg(long, env = "AGENT_METRICS_EMF_NAMESPACE", hide_env_values = true, value_name = "NAME")]
+    pub metrics_emf_namespace: Option<String>,
+
     /// Relay the spans and segments of the agent's own health probe too (dropped and counted as filtered by default)
     #[arg(long, env = "AGENT_KEEP_HEALTH_SPANS", hide_env_values = true)]
     pub keep_health_spans: bool,
@@ -357,6 +365,8 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_OTLP_FLUSH_INTERVAL",
     "AGENT_XRAY_TO_OTLP",
     "AGENT_KEEP_HEALTH_SPANS",
+    "AGENT_METRICS_EMF",
+    "AGENT_METRICS_EMF_NAMESPACE",
     "AGENT_CONFIG",
     "AGENT_LOG_FORMAT",
     "AGENT_LOG_LEVEL",

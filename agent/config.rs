@@ -82,6 +82,8 @@ pub struct FileConfig {
     pub otlp_flush_interval: Option<String>,
     pub xray_to_otlp: Option<bool>,
     pub keep_health_spans: Option<bool>,
+    pub metrics_emf: Option<bool>,
+    pub metrics_emf_namespace: Option<String>,
     pub health_exports_failing: Option<String>,
 }
 

@@ -147,10 +147,10 @@ fn all_signals_arrive(app_env: &[(&str, &str)], grpc_file: Option<&Path>) {
     }
     let ids = sent_ids(out.path());
     sink.wait_for_ids(&ids, T, "every span");
-    wait_until(T, "every data point and log record", || sink.accepted("points").len() >= N && sink.accepted("logs").len() >= N);
+    wait_until(T, "every data point and log record", || sink.accepted("points").len() > N && sink.accepted("logs").len() >= N);
 
     // Every data point once, under the app's service name, on /v1/metrics with the dataset header.
-    let points = sink.accepted("points");
+    let points: Vec<_> = sink.accepted("points").into_iter().filter(|(p, _, _)| p["metric"] == "otlp_send.work").collect();
     let mut ns: Vec<u64> = points.iter().map(|(p, _, _)| p["attributes"]["n"].as_str().unwrap().parse().unwrap()).collect();
     ns.sort();
     assert_eq!(ns, (0..N as u64).collect::<Vec<_>>(), "each data point exactly once");
@@ -179,7 +179,7 @@ fn all_signals_arrive(app_env: &[(&str, &str)], grpc_file: Option<&Path>) {
     assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(143));
     let log = whole_log(&err);
     assert_eq!(final_count(&log, "sent"), N as u64, "{log}");
-    assert_eq!(final_count_of(&log, "OTLP data points", "sent"), N as u64, "{log}");
+    assert_eq!(final_count_of(&log, "OTLP data points", "sent"), N as u64 + 1, "the counter's points and the histogram's one: {log}");
     assert_eq!(final_count_of(&log, "OTLP log records", "sent"), N as u64, "{log}");
     assert!(!log.contains(key), "the key is never logged:\n{log}");
 }
@@ -232,7 +232,7 @@ fn on_ecs_every_signal_carries_the_tasks_identity_and_the_apps_own_attributes_wi
     wait_until(T, "the data points and log records", || sink.accepted("points").len() >= 5 && sink.accepted("logs").len() >= 5);
     let resources: Vec<serde_json::Value> =
         ["spans", "points", "logs"].iter().flat_map(|k| sink.accepted(k)).map(|(item, _, _)| item["resource"].clone()).collect();
-    assert_eq!(resources.len(), 15);
+    assert_eq!(resources.len(), 16, "5 spans, 5 counter points and a histogram point, 5 log records");
     let arn = "arn:aws:ecs:us-west-2:111122223333";
     for r in &resources {
         for (k, v) in [
@@ -304,6 +304,47 @@ fn the_agents_own_health_probe_spans_are_filtered_and_counted() {
     // With --keep-health-spans they go through like any other.
     let (names, _) = flask_with_health_probe(&["--keep-health-spans"]);
     assert!(names.iter().any(|n| n == "GET /api/health-check"), "{names:?}");
+}
+
+#[test]
+fn metrics_emf_writes_the_apps_metrics_to_stdout_as_cloudwatch_lines() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = agent_cmd();
+    for v in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+        cmd.env_remove(v);
+    }
+    // No OTLP upstream at all: the metrics go to stdout, which awslogs ships to CloudWatch.
+    cmd.env("OTLP_SEND_SIGNALS", "metrics")
+        .env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+        .args(["run", "--metrics-emf", "--metrics-emf-namespace", "cruddur", "--otlp-address", "127.0.0.1:0", "--"])
+        .arg(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/otlp_send.py"))
+        .args(["20", out.path().to_str().unwrap()]);
+    let done = run(cmd, T);
+    assert_eq!(code(&done, "agent"), 0, "{}", stderr(&done));
+    let docs: Vec<serde_json::Value> = stdout(&done).lines().filter(|l| l.contains("\"_aws\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let work: Vec<&serde_json::Value> = docs.iter().filter(|d| d.get("otlp_send.work").is_some()).collect();
+    assert_eq!(work.len(), 20, "one line per data point: {docs:?}");
+    let mut ns: Vec<u64> = work.iter().map(|d| d["n"].as_str().unwrap().parse().unwrap()).collect();
+    ns.sort();
+    assert_eq!(ns, (0..20).collect::<Vec<_>>());
+    for d in &work {
+        assert_eq!(d["otlp_send.work"], 1.0, "{d}");
+        assert_eq!(d["service.name"], "otlp-send");
+        let meta = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(meta["Namespace"], "cruddur");
+        assert_eq!(meta["Dimensions"], serde_json::json!([["service.name", "n"]]));
+        assert_eq!(meta["Metrics"][0]["Name"], "otlp_send.work");
+        assert!(d["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000, "milliseconds: {d}");
+    }
+    let h = docs.iter().find_map(|d| d.get("otlp_send.duration")).expect("the histogram");
+    assert_eq!((h["Count"].as_u64(), h["Sum"].as_f64(), h["Min"].as_f64(), h["Max"].as_f64()), (Some(20), Some(190.0), Some(0.0), Some(19.0)), "{h}");
+    let counts: u64 = h["Counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    assert_eq!(counts, 20, "{h}");
+    assert_eq!(h["Values"].as_array().unwrap().len(), h["Counts"].as_array().unwrap().len());
+    let unit = docs.iter().find(|d| d.get("otlp_send.duration").is_some()).unwrap()["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"].clone();
+    assert_eq!(unit, "Milliseconds");
+    assert!(stderr(&done).contains("OTLP data points, final counts"), "{}", stderr(&done));
 }
 
 #[test]

@@ -89,6 +89,8 @@ struct OtlpPart {
     door: Arc<Door>,
     /// Each upstream (and signal) with its queue.
     sinks: Vec<(Upstream, Arc<Queue<Chunk>>)>,
+    /// `--metrics-emf`: metrics to stdout as CloudWatch EMF lines, with its queue.
+    emf: Option<(otlp::emf::Emf, Arc<Queue<Chunk>>)>,
     interval: Duration,
 }
 
@@ -135,7 +137,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         if settings.xray_to_otlp && !upstreams.iter().any(|u| u.signal == Signal::Traces) {
             return Err(RelayError::NoUpstreamToConvertTo);
         }
-        if !upstreams.is_empty() {
+        if !upstreams.is_empty() || s.emf.is_some() {
             otlp = start_otlp(s, upstreams, &aws, app_env, !settings.keep_health_spans);
             if let Some(o) = &otlp {
                 let (set, remove) = s.child_env(o.address);
@@ -166,7 +168,7 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         }
     }
     if let Some(o) = &otlp {
-        exports.extend(o.sinks.iter().map(|(_, q)| (q.name.clone(), q.health.clone())));
+        exports.extend(o.sinks.iter().map(|(_, q)| q).chain(o.emf.as_ref().map(|(_, q)| q)).map(|q| (q.name.clone(), q.health.clone())));
     }
     let relays = Relays {
         parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp, filter_health: !settings.keep_health_spans })),
@@ -203,7 +205,11 @@ fn start_otlp(
             Err(e) => warn!(upstream = %name, "cannot relay OTLP {} there: {e}", signal.unit()),
         }
     }
-    if sinks.is_empty() {
+    let emf = s
+        .emf
+        .clone()
+        .map(|namespace| (otlp::emf::Emf::stdout(namespace), Queue::new("EMF (stdout)", Signal::Metrics.queued(), s.buffer, otlp::LIMITS)));
+    if sinks.is_empty() && emf.is_none() {
         return None;
     }
     // On ECS: the task's identity, added to every resource relayed (what the app set wins).
@@ -214,7 +220,8 @@ fn start_otlp(
     let mut ingests = Vec::new();
     let mut said = Vec::new();
     for signal in Signal::ALL {
-        let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().filter(|(u, _)| u.cfg.signal == signal).map(|(_, q)| q.clone()).collect();
+        let emf_queue = emf.as_ref().filter(|_| signal == Signal::Metrics).map(|(_, q)| q.clone());
+        let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().filter(|(u, _)| u.cfg.signal == signal).map(|(_, q)| q.clone()).chain(emf_queue).collect();
         if !queues.is_empty() {
             let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
             said.push(format!("{} to {}", signal.var().to_lowercase(), names.join(" and ")));
@@ -230,7 +237,7 @@ fn start_otlp(
     };
     let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     info!(address = %address, grpc = %grpc_address, upstreams = %said.join("; "), "relaying OTLP");
-    Some(OtlpPart { listener, address, grpc, door: Arc::new(Door::new(ingests)), sinks, interval: s.flush_interval })
+    Some(OtlpPart { listener, address, grpc, door: Arc::new(Door::new(ingests)), sinks, emf, interval: s.flush_interval })
 }
 
 impl Relays {
@@ -310,6 +317,9 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         for (sink, q) in o.sinks {
             let name = q.name.clone();
             sinks.push((name, tokio::spawn(batcher::run(sink, q, o.interval, sinks_deadline.clone()))));
+        }
+        if let Some((emf, q)) = o.emf {
+            sinks.push((q.name.clone(), tokio::spawn(batcher::run(emf, q, o.interval, sinks_deadline.clone()))));
         }
     }
     if let Some(x) = parts.xray {

@@ -6,6 +6,7 @@ Makes COUNT traces of one span each, flushes, and writes OUT_DIR/ids (the trace 
 line) and OUT_DIR/env.json (which OTEL_* variables it saw; header values are not written).
 With OTLP_SEND_SIGNALS=traces,metrics,logs it also sends, with the SDK's OTLP/HTTP metric and
 log exporters: a counter `otlp_send.work` with one data point per trace (attribute n=0..COUNT-1),
+a histogram `otlp_send.duration` (unit ms) recording N for trace N,
 and one log record per trace through Python's logging (body "log-N", inside the span, so it
 carries the trace id).
 OTLP_SEND_PROTOCOL=grpc uses the SDK's OTLP/gRPC exporters instead (the endpoint from the
@@ -56,6 +57,7 @@ if "metrics" in signals:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     meters = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter(**options), export_interval_millis=600_000)])
     counter = meters.get_meter("tests").create_counter("otlp_send.work")
+    histogram = meters.get_meter("tests").create_histogram("otlp_send.duration", unit="ms")
     flushers.append(meters)
 if "logs" in signals:
     import logging
@@ -73,6 +75,7 @@ for i in range(count):
         ids.append(format(span.get_span_context().trace_id, "032x"))
         if counter:
             counter.add(1, {"n": i})
+            histogram.record(i)
         if log:
             log.info("log-%d", i)
 ok = all([f.force_flush(30_000) for f in flushers])

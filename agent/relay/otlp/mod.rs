@@ -13,6 +13,7 @@
 //! When every queue is full the receiver answers 503 with Retry-After, so the app's SDK keeps
 //! the data and tries again rather than having it dropped here.
 
+pub mod emf;
 pub mod grpc;
 pub mod message;
 pub mod receiver;

@@ -30,6 +30,9 @@ pub struct Settings {
     pub xray: bool,
     pub buffer: usize,
     pub flush_interval: Duration,
+    /// `--metrics-emf`: metrics also go to stdout as CloudWatch EMF lines, in this namespace
+    /// (`None`: the resource's service.namespace/service.name).
+    pub emf: Option<Option<String>>,
 }
 
 /// One place one signal goes.
@@ -79,7 +82,10 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
     }
     let grpc_address = layered(Key::run("otlp-grpc-address"), args.otlp_grpc_address.as_ref(), file.otlp_grpc_address.as_ref(), parse_address)?
         .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.parse().expect("valid default"));
+    let namespace = args.metrics_emf_namespace.clone().or_else(|| file.metrics_emf_namespace.clone()).filter(|n| !n.trim().is_empty());
+    let emf = (args.metrics_emf || file.metrics_emf.unwrap_or(false)).then_some(namespace);
     Ok(Some(Settings {
+        emf,
         address,
         grpc_address,
         endpoint,
@@ -315,6 +321,7 @@ mod tests {
             xray: false,
             buffer: 1 << 20,
             flush_interval: Duration::from_secs(1),
+            emf: None,
         }
     }
 
