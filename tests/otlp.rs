@@ -348,6 +348,34 @@ fn metrics_emf_writes_the_apps_metrics_to_stdout_as_cloudwatch_lines() {
 }
 
 #[test]
+fn zero_code_instrumentation_with_only_the_grpc_exporter_keeps_tracing() {
+    // An image that installed only the gRPC exporter: opentelemetry-instrument's default
+    // protocol is gRPC, and the agent must not force another one on it.
+    let venv = repo().join(".venv-grpc");
+    assert!(venv.join("bin/opentelemetry-instrument").exists(), "run scripts/setup-venv (scripts/test does it)");
+    let sink = Sink::start(&[]);
+    let mut cmd = agent_cmd();
+    for v in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .env("OTEL_SERVICE_NAME", "zero-code")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .args(["run", "--otlp-address", "127.0.0.1:0", "--"])
+        .arg(venv.join("bin/opentelemetry-instrument"))
+        .arg(venv.join("bin/python"))
+        .arg(repo().join("tests/aws/zero_code.py"));
+    let out = run(cmd, T);
+    assert_eq!(code(&out, "agent"), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not found"), "{}", stderr(&out));
+    let trace_id = stdout(&out).trim().to_string();
+    assert_eq!(trace_id.len(), 32, "{}", stdout(&out));
+    sink.wait_for_ids(&[trace_id], T, "the zero-code span at the backend");
+    assert!(sink.spans().iter().any(|s| s.0 == "zero-code-span" && s.2 == "zero-code"));
+}
+
+#[test]
 fn xray_otlp_mode_signs_every_request_with_sigv4() {
     let sink = Sink::start(&["--sigv4-secret", "testing"]);
     let env = [
