@@ -169,6 +169,10 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_OTLP_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
     pub otlp_address: Option<String>,
 
+    /// Receive StatsD (UDP) on this address into the metrics path, when metrics go somewhere [default: 127.0.0.1:8125]
+    #[arg(long, env = "AGENT_STATSD_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
+    pub statsd_address: Option<String>,
+
     /// Receive OTLP/gRPC on this address too [default: 127.0.0.1:4317]
     #[arg(long, env = "AGENT_OTLP_GRPC_ADDRESS", hide_env_values = true, value_name = "HOST:PORT")]
     pub otlp_grpc_address: Option<String>,
@@ -357,6 +361,7 @@ pub const AGENT_ENV_VARS: &[&str] = &[
     "AGENT_FLUSH_TIMEOUT",
     "AGENT_OTLP_ADDRESS",
     "AGENT_OTLP_GRPC_ADDRESS",
+    "AGENT_STATSD_ADDRESS",
     "AGENT_NO_OTLP",
     "AGENT_OTLP_ENDPOINT",
     "AGENT_OTLP_HEADERS",

@@ -74,6 +74,7 @@ pub struct FileConfig {
     pub flush_timeout: Option<String>,
     pub otlp_address: Option<String>,
     pub otlp_grpc_address: Option<String>,
+    pub statsd_address: Option<String>,
     pub no_otlp: Option<bool>,
     pub otlp_endpoint: Option<String>,
     pub otlp_header: Option<Vec<String>>,

@@ -376,6 +376,47 @@ fn zero_code_instrumentation_with_only_the_grpc_exporter_keeps_tracing() {
 }
 
 #[test]
+fn statsd_counts_reach_cloudwatch_as_emf_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("statsd-address");
+    let mut cmd = agent_cmd();
+    cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("OTEL_SERVICE_NAME", "backend-flask")
+        .args(["run", "--metrics-emf", "--otlp-address", "127.0.0.1:0", "--"])
+        .arg(venv().join("bin/python"))
+        .arg(repo().join("tests/aws/statsd_send.py"))
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut agent = cmd.spawn().unwrap();
+    let err = collect(agent.stderr.take().unwrap());
+    let out = collect(agent.stdout.take().unwrap());
+    std::fs::write(&file, wait_for_field(&err, "relaying OTLP", "statsd")).unwrap();
+    assert_eq!(wait_child(&mut agent, T, "agent").code(), Some(0));
+    let log = whole_log(&err);
+    let lines = || out.lock().unwrap().matches("\"_aws\"").count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lines() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = out.lock().unwrap().clone();
+    assert_eq!(lines(), 3, "three EMF lines on stdout:\n{text}\nlog:\n{log}");
+    let docs: Vec<serde_json::Value> = text.lines().filter(|l| l.contains("\"_aws\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find = |name: &str| docs.iter().find(|d| d.get(name).is_some()).unwrap_or_else(|| panic!("{name} in {text}"));
+    assert_eq!(find("cruddur.requests")["cruddur.requests"], 20.0, "every increment, sent before the app exited");
+    let latency = &find("cruddur.latency")["cruddur.latency"];
+    assert_eq!(
+        (latency["Count"].as_u64(), latency["Sum"].as_f64(), latency["Min"].as_f64(), latency["Max"].as_f64()),
+        (Some(20), Some(190.0), Some(0.0), Some(19.0)),
+        "{latency}"
+    );
+    assert_eq!(find("cruddur.queue")["cruddur.queue"], 7.0);
+    assert_eq!(find("cruddur.queue")["service.name"], "backend-flask");
+    assert!(log.contains("StatsD lines received, final counts lines=41 rejected=0"), "{log}");
+}
+
+#[test]
 fn xray_otlp_mode_signs_every_request_with_sigv4() {
     let sink = Sink::start(&["--sigv4-secret", "testing"]);
     let env = [

@@ -26,6 +26,7 @@ pub mod otlp;
 pub mod problems;
 pub mod serve;
 pub mod settings;
+pub mod statsd;
 pub mod xray;
 
 use std::collections::HashMap;
@@ -86,6 +87,9 @@ struct OtlpPart {
     address: SocketAddr,
     /// The OTLP/gRPC port (4317), if it could be bound; `listener` takes gRPC too.
     grpc: Option<std::net::TcpListener>,
+    /// StatsD's socket (8125), when metrics have somewhere to go; and the service name its
+    /// metrics get (the app's OTEL_SERVICE_NAME).
+    statsd: Option<(std::net::UdpSocket, String)>,
     door: Arc<Door>,
     /// Each upstream (and signal) with its queue.
     sinks: Vec<(Upstream, Arc<Queue<Chunk>>)>,
@@ -236,8 +240,24 @@ fn start_otlp(
         }
     };
     let grpc_address = grpc.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    info!(address = %address, grpc = %grpc_address, upstreams = %said.join("; "), "relaying OTLP");
-    Some(OtlpPart { listener, address, grpc, door: Arc::new(Door::new(ingests)), sinks, emf, interval: s.flush_interval })
+    let statsd = if ingests.iter().any(|i| i.kind == Signal::Metrics) { bind_statsd(s.statsd_address) } else { None };
+    let statsd_address = statsd.as_ref().and_then(|u| u.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    let service = app_env.get("OTEL_SERVICE_NAME").cloned().unwrap_or_else(|| "statsd".into());
+    let statsd = statsd.map(|u| (u, service));
+    info!(address = %address, grpc = %grpc_address, statsd = %statsd_address, upstreams = %said.join("; "), "relaying OTLP");
+    Some(OtlpPart { listener, address, grpc, statsd, door: Arc::new(Door::new(ingests)), sinks, emf, interval: s.flush_interval })
+}
+
+/// StatsD's socket, non-blocking; a taken port is said once and StatsD is off.
+fn bind_statsd(address: SocketAddr) -> Option<std::net::UdpSocket> {
+    let bound = std::net::UdpSocket::bind(address).and_then(|u| u.set_nonblocking(true).map(|_| u));
+    match bound {
+        Ok(u) => Some(u),
+        Err(e) => {
+            warn!(address = %address, error = %e, "cannot receive StatsD there (is a collector sidecar or a StatsD agent on this port?); StatsD is off");
+            None
+        }
+    }
 }
 
 impl Relays {
@@ -269,7 +289,9 @@ impl Relays {
         let Some(p) = g.as_ref() else { return false };
         let tcp = |l: &std::net::TcpListener| readable(l);
         p.xray.as_ref().is_some_and(|x| xray::receiver::waiting(&x.sockets.udp) || x.sockets.sampling.as_ref().is_some_and(tcp))
-            || p.otlp.as_ref().is_some_and(|o| tcp(&o.listener) || o.grpc.as_ref().is_some_and(tcp))
+            || p.otlp.as_ref().is_some_and(|o| {
+                tcp(&o.listener) || o.grpc.as_ref().is_some_and(tcp) || o.statsd.as_ref().is_some_and(|(u, _)| xray::receiver::waiting(u))
+            })
     }
 
     /// Stops receiving, sends what is left within `flush_timeout`, and returns the final counts.
@@ -310,6 +332,11 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         let listener = tokio::net::TcpListener::from_std(o.listener).expect("BUG: a bound listener");
         let d = o.door.clone();
         source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));
+        if let (Some((udp, service)), Some(ingest)) = (o.statsd, o.door.get(Signal::Metrics)) {
+            if let Ok(udp) = tokio::net::UdpSocket::from_std(udp) {
+                source_tasks.push(tokio::spawn(statsd::serve(udp, ingest.clone(), sources.clone(), service)));
+            }
+        }
         if let Some(l) = o.grpc.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             let d = o.door.clone();
             source_tasks.push(tokio::spawn(serve::serve("OTLP/gRPC", l, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));

@@ -25,8 +25,8 @@ pub fn repo() -> PathBuf {
 
 /// A command for the agent with a clean `AGENT_*` environment, so the developer's shell can't leak in.
 /// X-Ray reception is off (`AGENT_NO_XRAY`) so parallel tests do not contend for 127.0.0.1:2000;
-/// the trace tests turn it back on. OTLP/gRPC's own port is a free one (`AGENT_OTLP_GRPC_ADDRESS`),
-/// for the same reason.
+/// the trace tests turn it back on. OTLP/gRPC's and StatsD's own ports are free ones
+/// (`AGENT_OTLP_GRPC_ADDRESS`, `AGENT_STATSD_ADDRESS`), for the same reason.
 pub fn agent_cmd() -> Command {
     let mut cmd = Command::new(agent());
     for (k, _) in std::env::vars_os() {
@@ -34,7 +34,7 @@ pub fn agent_cmd() -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("AGENT_NO_XRAY", "true").env("AGENT_OTLP_GRPC_ADDRESS", "127.0.0.1:0");
+    cmd.env("AGENT_NO_XRAY", "true").env("AGENT_OTLP_GRPC_ADDRESS", "127.0.0.1:0").env("AGENT_STATSD_ADDRESS", "127.0.0.1:0");
     cmd
 }
 

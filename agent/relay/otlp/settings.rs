@@ -25,6 +25,8 @@ pub struct Settings {
     pub address: SocketAddr,
     /// Where OTLP/gRPC is received besides `address` (which takes it too).
     pub grpc_address: SocketAddr,
+    /// Where StatsD is received, when metrics have somewhere to go.
+    pub statsd_address: SocketAddr,
     pub endpoint: Option<String>,
     pub headers: Vec<String>,
     pub xray: bool,
@@ -84,8 +86,11 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<Option<Settings>, Con
         .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.parse().expect("valid default"));
     let namespace = args.metrics_emf_namespace.clone().or_else(|| file.metrics_emf_namespace.clone()).filter(|n| !n.trim().is_empty());
     let emf = (args.metrics_emf || file.metrics_emf.unwrap_or(false)).then_some(namespace);
+    let statsd_address = layered(Key::run("statsd-address"), args.statsd_address.as_ref(), file.statsd_address.as_ref(), parse_address)?
+        .unwrap_or_else(|| crate::relay::statsd::DEFAULT_ADDRESS.parse().expect("valid default"));
     Ok(Some(Settings {
         emf,
+        statsd_address,
         address,
         grpc_address,
         endpoint,
@@ -316,6 +321,7 @@ mod tests {
         Settings {
             address: DEFAULT_ADDRESS.parse().unwrap(),
             grpc_address: DEFAULT_GRPC_ADDRESS.parse().unwrap(),
+            statsd_address: crate::relay::statsd::DEFAULT_ADDRESS.parse().unwrap(),
             endpoint: None,
             headers: Vec::new(),
             xray: false,
