@@ -198,21 +198,7 @@ fn start_otlp(
         }
     };
     let address = listener.local_addr().unwrap_or(s.address);
-    let mut sinks = Vec::new();
-    for cfg in upstreams {
-        let (name, signal) = (cfg.name(), cfg.signal);
-        match Upstream::new(cfg, aws.clone()) {
-            Ok(u) => {
-                let q = Queue::new(u.name.clone(), signal.queued(), s.buffer, otlp::LIMITS);
-                sinks.push((u, q));
-            }
-            Err(e) => warn!(upstream = %name, "cannot relay OTLP {} there: {e}", signal.unit()),
-        }
-    }
-    let emf = s
-        .emf
-        .clone()
-        .map(|namespace| (otlp::emf::Emf::stdout(namespace), Queue::new("EMF (stdout)", Signal::Metrics.queued(), s.buffer, otlp::LIMITS)));
+    let (sinks, emf) = otlp_sinks(s, upstreams, aws);
     if sinks.is_empty() && emf.is_none() {
         return None;
     }
@@ -246,6 +232,28 @@ fn start_otlp(
     let statsd = statsd.map(|u| (u, service));
     info!(address = %address, grpc = %grpc_address, statsd = %statsd_address, upstreams = %said.join("; "), "relaying OTLP");
     Some(OtlpPart { listener, address, grpc, statsd, door: Arc::new(Door::new(ingests)), sinks, emf, interval: s.flush_interval })
+}
+
+type Sinks = (Vec<(Upstream, Arc<Queue<Chunk>>)>, Option<(otlp::emf::Emf, Arc<Queue<Chunk>>)>);
+
+/// Every OTLP sink with its queue: one per upstream and signal, and EMF's for metrics.
+fn otlp_sinks(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Shared) -> Sinks {
+    let mut sinks = Vec::new();
+    for cfg in upstreams {
+        let (name, signal) = (cfg.name(), cfg.signal);
+        match Upstream::new(cfg, aws.clone()) {
+            Ok(u) => {
+                let q = Queue::new(u.name.clone(), signal.queued(), s.buffer, otlp::LIMITS);
+                sinks.push((u, q));
+            }
+            Err(e) => warn!(upstream = %name, "cannot relay OTLP {} there: {e}", signal.unit()),
+        }
+    }
+    let emf = s.emf.clone().map(|namespace| {
+        let q = Queue::new("EMF (stdout)", Signal::Metrics.queued(), s.buffer, otlp::LIMITS);
+        (otlp::emf::Emf::stdout(namespace), q)
+    });
+    (sinks, emf)
 }
 
 /// StatsD's socket, non-blocking; a taken port is said once and StatsD is off.

@@ -69,13 +69,9 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Reply {
         let why = format!("{} is not an OTLP service method (Export of TraceService, MetricsService or LogsService)", req.uri().path());
         return refuse(&door, UNIMPLEMENTED, &why);
     };
-    let Some(ingest) = door.get(kind).cloned() else {
-        let why = format!(
-            "no upstream takes OTLP {}: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_{}_ENDPOINT) in the agent's environment",
-            kind.var().to_lowercase(),
-            kind.var()
-        );
-        return refuse(&door, UNIMPLEMENTED, &why);
+    let ingest = match door.ingest(kind) {
+        Ok(i) => i,
+        Err(why) => return refuse(&door, UNIMPLEMENTED, &why),
     };
     let encoding = req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = match Limited::new(req.into_body(), message::MAX_BODY + 5).collect().await {

@@ -43,6 +43,18 @@ impl Door {
         self.ingests[Kind::ALL.iter().position(|k| *k == kind).expect("a known signal")].as_ref()
     }
 
+    /// The signal's ingest, or why there is none: what the app is told, and the agent says once.
+    pub fn ingest(&self, kind: Kind) -> Result<Arc<Ingest>, String> {
+        self.get(kind).cloned().ok_or_else(|| {
+            format!(
+                "no upstream takes OTLP {}: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_{}_ENDPOINT) in the agent's environment{}",
+                kind.var().to_lowercase(),
+                kind.var(),
+                if kind == Kind::Metrics { ", or use --metrics-emf" } else { "" }
+            )
+        })
+    }
+
     /// Every signal's ingest, in the order traces, metrics, logs.
     pub fn ingests(&self) -> impl Iterator<Item = &Arc<Ingest>> {
         self.ingests.iter().flatten()
@@ -78,13 +90,9 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, In
     let Some(kind) = Kind::from_path(path) else {
         return door.refuse(StatusCode::NOT_FOUND, None, "the agent receives OTLP at POST /v1/traces, /v1/metrics and /v1/logs");
     };
-    let Some(ingest) = door.get(kind).cloned() else {
-        let why = format!(
-            "no upstream takes OTLP {}: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_{}_ENDPOINT) in the agent's environment",
-            kind.var().to_lowercase(),
-            kind.var()
-        );
-        return door.refuse(StatusCode::NOT_FOUND, None, &why);
+    let ingest = match door.ingest(kind) {
+        Ok(i) => i,
+        Err(why) => return door.refuse(StatusCode::NOT_FOUND, None, &why),
     };
     if req.method() != Method::POST {
         return door.refuse(StatusCode::METHOD_NOT_ALLOWED, None, &format!("use POST for {path}"));
