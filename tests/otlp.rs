@@ -200,7 +200,8 @@ fn the_sdks_grpc_exporters_work_hard_coded_to_the_grpc_port() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grpc-endpoint");
     let at = format!("@{}", file.display());
-    all_signals_arrive(&[("OTLP_SEND_GRPC_ENDPOINT", at.as_str())], Some(&file));
+    // gzip too: grpc-encoding and each message's compressed flag.
+    all_signals_arrive(&[("OTLP_SEND_GRPC_ENDPOINT", at.as_str()), ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")], Some(&file));
 }
 
 /// `NAME=value` from the first log line containing `what`, once it is there.

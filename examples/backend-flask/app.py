@@ -61,8 +61,9 @@ def message_groups():
 EXPECTED_SECRETS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONNECTION_URL", "OTEL_EXPORTER_OTLP_HEADERS",
                     "DB_USERNAME", "DB_PASSWORD"]
 
-# What the agent sets for the app while it relays OTLP (values are addresses, not secrets).
-RELAY_SETTINGS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+# What the agent sets for the app while it relays OTLP (an address, not a secret). The protocol
+# is the app's own choice: the agent's endpoint takes OTLP/HTTP and OTLP/gRPC alike.
+RELAY_SETTINGS = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
 
 
 @app.get("/api/config-check")
