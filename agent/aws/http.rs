@@ -98,6 +98,20 @@ impl Signer {
         &self.region
     }
 
+    /// A signed JSON POST of `body` to `url` (from `url`): X-Ray's PutTraceSegments and sampling
+    /// calls.
+    pub async fn json_post(&mut self, sdk: &aws_config::SdkConfig, url: Uri, body: Bytes) -> Result<Request<Full<Bytes>>, SignError> {
+        let mut req = Request::builder()
+            .method(http::Method::POST)
+            .uri(url)
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(header::USER_AGENT, HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))))
+            .body(Full::new(body.clone()))
+            .expect("a valid request");
+        self.sign(sdk, &mut req, &body).await?;
+        Ok(req)
+    }
+
     /// Adds the SigV4 headers for `body` (which must be the request's body) to `req`, whose URI
     /// came from `url`.
     pub async fn sign(&mut self, sdk: &aws_config::SdkConfig, req: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), SignError> {

@@ -291,22 +291,13 @@ mod tests {
                 .iter()
                 .filter(|m| m.name == name)
                 .flat_map(|m| match m.data.as_ref().unwrap() {
-                    Data::Sum(s) => s
-                        .data_points
+                    Data::Sum(Sum { data_points, .. }) | Data::Gauge(Gauge { data_points }) => data_points
                         .iter()
                         .map(|p| match p.value {
                             Some(number_data_point::Value::AsDouble(v)) => v,
                             _ => f64::NAN,
                         })
                         .collect::<Vec<_>>(),
-                    Data::Gauge(g) => g
-                        .data_points
-                        .iter()
-                        .map(|p| match p.value {
-                            Some(number_data_point::Value::AsDouble(v)) => v,
-                            _ => f64::NAN,
-                        })
-                        .collect(),
                     Data::Summary(s) => s.data_points.iter().map(|p| p.sum).collect(),
                     _ => vec![],
                 })

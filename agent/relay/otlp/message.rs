@@ -182,6 +182,9 @@ pub fn check<S: Signal>(mut request: S) -> Checked<S> {
 /// Adds `attributes` (the task's identity) to every resource of `request`, each only where the
 /// resource does not have that key already: what the app set wins. Whether anything was added.
 pub fn enrich<S: Signal>(request: &mut S, attributes: &[KeyValue]) -> bool {
+    if attributes.is_empty() {
+        return false; // not on ECS: the request is left exactly as it came
+    }
     let mut added = false;
     for rs in request.resources().iter_mut() {
         let resource = S::resource(rs).get_or_insert_with(Default::default);

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Method as HttpMethod};
-use http_body_util::{BodyExt, Full, Limited};
+use http::HeaderValue;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -95,25 +95,20 @@ async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply
             Ok(u) => u,
             Err(e) => return say(StatusCode::SERVICE_UNAVAILABLE, e.message),
         };
-        let mut req = Request::builder()
-            .method(HttpMethod::POST)
-            .uri(url)
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(header::USER_AGENT, HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))))
-            .body(Full::new(body.clone()))
-            .expect("a valid request");
         // Never forward unsigned: no credentials, no call.
-        if let Err(e) = signer.sign(sdk, &mut req, &body).await {
-            warn!("sampling proxy: no AWS credentials, answering 503: {}", e.message);
-            return say(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the agent has no AWS credentials, so it cannot sign sampling requests to X-Ray (it never forwards them unsigned): {}",
-                    e.message
-                ),
-            );
+        match signer.json_post(sdk, url, body).await {
+            Ok(req) => req,
+            Err(e) => {
+                warn!("sampling proxy: no AWS credentials, answering 503: {}", e.message);
+                return say(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the agent has no AWS credentials, so it cannot sign sampling requests to X-Ray (it never forwards them unsigned): {}",
+                        e.message
+                    ),
+                );
+            }
         }
-        req
     };
     match aws_http::exchange(&client, req, CALL_TIMEOUT, &format!("X-Ray {path}")).await {
         Ok((parts, answer)) => {

@@ -17,8 +17,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request};
-use http_body_util::Full;
 use serde::Deserialize;
 
 use super::segments::Segments;
@@ -110,16 +108,10 @@ impl PutTraceSegments {
         }
         body.extend_from_slice(b"]}");
         let body = Bytes::from(body);
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(url)
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(header::USER_AGENT, HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))))
-            .body(Full::new(body.clone()))
-            .expect("a valid request");
-        if let Err(e) = self.signer.sign(sdk, &mut req, &body).await {
-            return retry_or_fail(e, batch);
-        }
+        let req = match self.signer.json_post(sdk, url, body).await {
+            Ok(r) => r,
+            Err(e) => return retry_or_fail(e, batch),
+        };
         let (parts, body) = match aws_http::exchange(&client, req, CALL_TIMEOUT, "PutTraceSegments").await {
             Err(reason) => return retry(batch, reason),
             Ok(a) => a,
