@@ -205,6 +205,14 @@ pub struct RunArgs {
     #[arg(long, env = "AGENT_XRAY_TO_OTLP", hide_env_values = true)]
     pub xray_to_otlp: bool,
 
+    /// Send the app's OTLP spans to X-Ray as segment documents (PutTraceSegments), as ADOT's awsxray exporter does; no Transaction Search needed
+    #[arg(long, env = "AGENT_OTLP_XRAY_SEGMENTS", hide_env_values = true)]
+    pub otlp_xray_segments: bool,
+
+    /// With --otlp-xray-segments: span attributes that become X-Ray annotations (indexed, searchable), comma-separated; `*` for all [default: none]
+    #[arg(long, env = "AGENT_XRAY_INDEXED_ATTRIBUTES", hide_env_values = true, value_name = "NAMES", value_delimiter = ',')]
+    pub xray_indexed_attributes: Vec<String>,
+
     /// Write the app's OTLP metrics to stdout as CloudWatch Embedded Metric Format lines (the awslogs driver ships them; CloudWatch extracts the metrics)
     #[arg(long, env = "AGENT_METRICS_EMF", hide_env_values = true)]
     pub metrics_emf: bool,

@@ -82,6 +82,8 @@ pub struct FileConfig {
     pub otlp_buffer: Option<String>,
     pub otlp_flush_interval: Option<String>,
     pub xray_to_otlp: Option<bool>,
+    pub otlp_xray_segments: Option<bool>,
+    pub xray_indexed_attributes: Option<Vec<String>>,
     pub keep_health_spans: Option<bool>,
     pub metrics_emf: Option<bool>,
     pub metrics_emf_namespace: Option<String>,

@@ -46,7 +46,6 @@ use self::otlp::signal::Kind as Signal;
 use self::otlp::sink::Upstream;
 use self::otlp::Ingest;
 pub use self::settings::RelaySettings;
-use self::xray::XraySettings;
 use crate::aws::Shared;
 
 /// Why the relay cannot start as configured: a configuration error (exit 78).
@@ -75,9 +74,14 @@ pub struct Report {
 
 /// The X-Ray part, bound.
 struct XrayPart {
-    settings: XraySettings,
     sockets: xray::Sockets,
+}
+
+/// The X-Ray queue and how often it is sent: fed by the UDP receiver and/or by the OTLP spans'
+/// converter (`--otlp-xray-segments`).
+struct XrayQueue {
     queue: Arc<Queue<xray::segments::Segments>>,
+    interval: Duration,
 }
 
 /// The OTLP part, bound.
@@ -95,6 +99,8 @@ struct OtlpPart {
     sinks: Vec<(Upstream, Arc<Queue<Chunk>>)>,
     /// `--metrics-emf`: metrics to stdout as CloudWatch EMF lines, with its queue.
     emf: Option<(otlp::emf::Emf, Arc<Queue<Chunk>>)>,
+    /// `--otlp-xray-segments`: the spans' queue for the converter to X-Ray segments.
+    segments: Option<Arc<Queue<Chunk>>>,
     interval: Duration,
 }
 
@@ -102,8 +108,10 @@ struct OtlpPart {
 struct Parts {
     aws: Shared,
     xray: Option<XrayPart>,
+    xray_queue: Option<XrayQueue>,
     otlp: Option<OtlpPart>,
     to_otlp: bool,
+    indexed: xray::from_otlp::Indexed,
     /// Leave out the agent's own health probe's spans and segments (not `--keep-health-spans`).
     filter_health: bool,
 }
@@ -132,17 +140,19 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
             // The SDKs read host:port for both the UDP segments and the TCP sampling endpoint.
             env.set.push(("AWS_XRAY_DAEMON_ADDRESS".into(), sockets.address.to_string()));
         }
-        let queue = Queue::new("X-Ray", "X-Ray segments", s.buffer, xray::LIMITS);
-        Some(XrayPart { settings: s.clone(), sockets, queue })
+        Some(XrayPart { sockets })
     });
+    let (buffer, interval) = settings.xray.as_ref().map_or((settings::DEFAULT_BUFFER, Duration::from_secs(1)), |x| (x.buffer, x.flush_interval));
+    let mut xray_queue = (xray.is_some() || settings.otlp_xray_segments)
+        .then(|| XrayQueue { queue: Queue::new("X-Ray", "X-Ray segments", buffer, xray::LIMITS), interval });
     let mut otlp = None;
     if let Some(s) = &settings.otlp {
         let upstreams = s.upstreams(app_env)?;
         if settings.xray_to_otlp && !upstreams.iter().any(|u| u.signal == Signal::Traces) {
             return Err(RelayError::NoUpstreamToConvertTo);
         }
-        if !upstreams.is_empty() || s.emf.is_some() {
-            otlp = start_otlp(s, upstreams, &aws, app_env, !settings.keep_health_spans);
+        if !upstreams.is_empty() || s.emf.is_some() || settings.otlp_xray_segments {
+            otlp = start_otlp(s, upstreams, &aws, app_env, !settings.keep_health_spans, settings.otlp_xray_segments);
             if let Some(o) = &otlp {
                 let (set, remove) = s.child_env(o.address);
                 env.set.extend(set);
@@ -165,8 +175,13 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
             true
         }
     };
+    if otlp.as_ref().is_some_and(|o| o.segments.is_some()) {
+        info!("OTLP spans go to X-Ray as segment documents (--otlp-xray-segments)");
+    } else if xray.is_none() {
+        xray_queue = None; // nothing would feed it
+    }
     let mut exports = Vec::new();
-    if let Some(x) = &xray {
+    if let Some(x) = &xray_queue {
         if !to_otlp {
             exports.push((x.queue.name.clone(), x.queue.health.clone()));
         }
@@ -175,7 +190,15 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         exports.extend(o.sinks.iter().map(|(_, q)| q).chain(o.emf.as_ref().map(|(_, q)| q)).map(|q| (q.name.clone(), q.health.clone())));
     }
     let relays = Relays {
-        parts: Mutex::new(Some(Parts { aws, xray, otlp, to_otlp, filter_health: !settings.keep_health_spans })),
+        parts: Mutex::new(Some(Parts {
+            aws,
+            xray,
+            xray_queue,
+            otlp,
+            to_otlp,
+            indexed: settings.xray_indexed.clone(),
+            filter_health: !settings.keep_health_spans,
+        })),
         running: Mutex::new(None),
         exports,
         flush_timeout: settings.flush_timeout,
@@ -189,6 +212,7 @@ fn start_otlp(
     aws: &Shared,
     app_env: &HashMap<String, String>,
     filter_health: bool,
+    to_segments: bool,
 ) -> Option<OtlpPart> {
     let listener = match serve::bind(s.address) {
         Ok(l) => l,
@@ -199,7 +223,8 @@ fn start_otlp(
     };
     let address = listener.local_addr().unwrap_or(s.address);
     let (sinks, emf) = otlp_sinks(s, upstreams, aws);
-    if sinks.is_empty() && emf.is_none() {
+    let segments = to_segments.then(|| Queue::new("X-Ray segments (from OTLP)", Signal::Traces.queued(), s.buffer, otlp::LIMITS));
+    if sinks.is_empty() && emf.is_none() && segments.is_none() {
         return None;
     }
     // On ECS: the task's identity, added to every resource relayed (what the app set wins).
@@ -211,7 +236,9 @@ fn start_otlp(
     let mut said = Vec::new();
     for signal in Signal::ALL {
         let emf_queue = emf.as_ref().filter(|_| signal == Signal::Metrics).map(|(_, q)| q.clone());
-        let queues: Vec<Arc<Queue<Chunk>>> = sinks.iter().filter(|(u, _)| u.cfg.signal == signal).map(|(_, q)| q.clone()).chain(emf_queue).collect();
+        let segments_queue = segments.as_ref().filter(|_| signal == Signal::Traces).cloned();
+        let queues: Vec<Arc<Queue<Chunk>>> =
+            sinks.iter().filter(|(u, _)| u.cfg.signal == signal).map(|(_, q)| q.clone()).chain(emf_queue).chain(segments_queue).collect();
         if !queues.is_empty() {
             let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
             said.push(format!("{} to {}", signal.var().to_lowercase(), names.join(" and ")));
@@ -231,7 +258,7 @@ fn start_otlp(
     let service = app_env.get("OTEL_SERVICE_NAME").cloned().unwrap_or_else(|| "statsd".into());
     let statsd = statsd.map(|u| (u, service));
     info!(address = %address, grpc = %grpc_address, statsd = %statsd_address, upstreams = %said.join("; "), "relaying OTLP");
-    Some(OtlpPart { listener, address, grpc, statsd, door: Arc::new(Door::new(ingests)), sinks, emf, interval: s.flush_interval })
+    Some(OtlpPart { listener, address, grpc, statsd, door: Arc::new(Door::new(ingests)), sinks, emf, segments, interval: s.flush_interval })
 }
 
 type Sinks = (Vec<(Upstream, Arc<Queue<Chunk>>)>, Option<(otlp::emf::Emf, Arc<Queue<Chunk>>)>);
@@ -356,14 +383,18 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         if let Some((emf, q)) = o.emf {
             sinks.push((q.name.clone(), tokio::spawn(batcher::run(emf, q, o.interval, sinks_deadline.clone()))));
         }
+        if let (Some(q), Some(x)) = (o.segments, parts.xray_queue.as_ref()) {
+            let sink = xray::from_otlp::ToSegments::new(x.queue.clone(), parts.indexed.clone(), converters_deadline.clone());
+            converters.push(tokio::spawn(batcher::run(sink, q, o.interval, converters_deadline.clone())));
+        }
     }
-    if let Some(x) = parts.xray {
+    if let (Some(x), Some(xq)) = (parts.xray, parts.xray_queue.as_ref()) {
         if let Some(l) = x.sockets.sampling.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             source_tasks.push(tokio::spawn(xray::sampling::serve(l, sources.clone(), aws.clone())));
         }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let address = x.sockets.address;
-        let (q, token, udp, filter) = (x.queue.clone(), sources.clone(), x.sockets.udp, parts.filter_health);
+        let (q, token, udp, filter) = (xq.queue.clone(), sources.clone(), x.sockets.udp, parts.filter_health);
         let spawned = std::thread::Builder::new().name("xray-receive".into()).spawn(move || {
             xray::receiver::receive(udp, q, token, filter);
             let _ = done_tx.send(());
@@ -372,15 +403,16 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
             Ok(_) => receiver = Some((address, done_rx)),
             Err(e) => warn!(error = %e, "cannot start the X-Ray receiver thread; X-Ray segments are not received"),
         }
-        let interval = x.settings.flush_interval;
+    }
+    if let Some(XrayQueue { queue, interval }) = parts.xray_queue {
         match (parts.to_otlp, door.as_ref().and_then(|d| d.get(Signal::Traces))) {
             (true, Some(ingest)) => {
                 let sink = xray::to_otlp::ToOtlp(ingest.clone());
-                converters.push(tokio::spawn(batcher::run(sink, x.queue, interval, converters_deadline.clone())));
+                converters.push(tokio::spawn(batcher::run(sink, queue, interval, converters_deadline.clone())));
             }
             _ => {
                 let sink = xray::sink::PutTraceSegments::new(aws.clone());
-                sinks.push((x.queue.name.clone(), tokio::spawn(batcher::run(sink, x.queue, interval, sinks_deadline.clone()))));
+                sinks.push((queue.name.clone(), tokio::spawn(batcher::run(sink, queue, interval, sinks_deadline.clone()))));
             }
         }
     }

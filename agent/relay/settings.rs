@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::otlp;
+use super::xray::from_otlp::Indexed;
 use super::xray::{XraySettings, DEFAULT_ADDRESS};
 use crate::cli::RunArgs;
 use crate::config::{layered, parse_address, parse_duration, parse_positive_duration, parse_size, ConfigError, FileConfig, Key};
@@ -20,6 +21,10 @@ pub struct RelaySettings {
     pub otlp: Option<otlp::Settings>,
     /// `--xray-to-otlp`: X-Ray segments go to the OTLP upstreams as spans.
     pub xray_to_otlp: bool,
+    /// `--otlp-xray-segments`: the app's OTLP spans go to X-Ray as segment documents.
+    pub otlp_xray_segments: bool,
+    /// `--xray-indexed-attributes`: the span attributes that become annotations.
+    pub xray_indexed: Indexed,
     /// How long the final flush may take, for every sink at once.
     pub flush_timeout: Duration,
     /// `--keep-health-spans`: relay the agent's own health probe's spans and segments too.
@@ -32,10 +37,25 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<RelaySettings, Config
     if xray_to_otlp && otlp.is_none() {
         return Err(Key::run("xray-to-otlp").error(args.xray_to_otlp, "needs the OTLP relay, which --no-otlp turns off"));
     }
+    let otlp_xray_segments = args.otlp_xray_segments || file.otlp_xray_segments.unwrap_or(false);
+    if otlp_xray_segments && otlp.is_none() {
+        return Err(Key::run("otlp-xray-segments").error(args.otlp_xray_segments, "needs the OTLP relay, which --no-otlp turns off"));
+    }
+    if otlp_xray_segments && xray_to_otlp {
+        return Err(Key::run("otlp-xray-segments")
+            .error(args.otlp_xray_segments, "cannot go with --xray-to-otlp, which sends traces the opposite way (X-Ray segments to OTLP); use one"));
+    }
+    let indexed = if args.xray_indexed_attributes.is_empty() {
+        file.xray_indexed_attributes.clone().unwrap_or_default()
+    } else {
+        args.xray_indexed_attributes.clone()
+    };
     Ok(RelaySettings {
         xray: xray(args, file)?,
         otlp,
         xray_to_otlp,
+        otlp_xray_segments,
+        xray_indexed: Indexed::parse(&indexed),
         keep_health_spans: args.keep_health_spans || file.keep_health_spans.unwrap_or(false),
         flush_timeout: layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
             .unwrap_or(DEFAULT_FLUSH_TIMEOUT),

@@ -35,6 +35,15 @@ if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     FlaskInstrumentor().instrument_app(app)
+    tracer = trace.get_tracer("backend-flask")
+else:
+    tracer = None
+
+
+def span(name):
+    """A child span of the request's, as Cruddur's services make them (a no-op without OpenTelemetry)."""
+    import contextlib
+    return tracer.start_as_current_span(name) if tracer else contextlib.nullcontext()
 
 
 @app.get("/api/health-check")
@@ -44,12 +53,19 @@ def health_check():
 
 @app.get("/api/activities/home")
 def activities_home():
-    return jsonify(
-        [
-            {"uuid": "68f126b0-1ceb-4a33-88be-d90fa7109eee", "handle": "andrewbrown", "message": "Cloud is fun!"},
-            {"uuid": "66e12864-8c26-4c3a-9658-95a10f8fea67", "handle": "worf", "message": "I am out of prune juice"},
-        ]
-    )
+    with span("home-activities-mock-data"):
+        return jsonify(
+            [
+                {"uuid": "68f126b0-1ceb-4a33-88be-d90fa7109eee", "handle": "andrewbrown", "message": "Cloud is fun!"},
+                {"uuid": "66e12864-8c26-4c3a-9658-95a10f8fea67", "handle": "worf", "message": "I am out of prune juice"},
+            ]
+        )
+
+
+@app.get("/api/activities/fail")
+def activities_fail():
+    """A route that fails (500, an exception on the request's span): what a fault looks like in X-Ray."""
+    raise RuntimeError("the activities store is down")
 
 
 @app.get("/api/message_groups")

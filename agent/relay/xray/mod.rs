@@ -3,7 +3,8 @@
 //! daemon's datagram rules in `datagram.rs`); they wait in the X-Ray queue within a byte budget
 //! and the batcher sends them in batches of up to 50 with PutTraceSegments (`sink.rs`), or,
 //! with `--xray-to-otlp`, hands them to the converter (`to_otlp.rs`) that makes them OTLP spans
-//! for the OTLP upstreams. The SDKs' sampling requests go to a TCP endpoint on the same address
+//! for the OTLP upstreams. With `--otlp-xray-segments`, the app's OpenTelemetry spans come the
+//! other way: the converter `from_otlp.rs` makes them segment documents in the same queue. The SDKs' sampling requests go to a TCP endpoint on the same address
 //! (`sampling.rs`), as with the daemon.
 //!
 //! Because the agent outlives the app, nothing is lost at shutdown the way it is when a daemon
@@ -11,6 +12,7 @@
 //! flushes within `--flush-timeout`.
 
 pub mod datagram;
+pub mod from_otlp;
 pub mod receiver;
 pub mod sampling;
 pub mod segments;
