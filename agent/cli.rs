@@ -83,6 +83,14 @@ pub struct SecretsArgs {
     /// Wait a random time up to this long before fetching, so a fleet does not start at once [default: 0s]
     #[arg(long, env = "AGENT_START_JITTER", hide_env_values = true, value_name = "DURATION")]
     pub start_jitter: Option<String>,
+
+    /// Send every outbound call (AWS, OTLP upstreams) through this http:// proxy [default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY with NO_PROXY]
+    #[arg(long, env = "AGENT_PROXY_URL", hide_env_values = true, value_name = "URL")]
+    pub proxy_url: Option<String>,
+
+    /// Fetch secrets with this role's credentials (sts:AssumeRole with the task role) [default: the task role]
+    #[arg(long, env = "AGENT_SECRETS_ROLE_ARN", hide_env_values = true, value_name = "ARN")]
+    pub secrets_role_arn: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +220,10 @@ pub struct RunArgs {
     /// With --otlp-xray-segments: span attributes that become X-Ray annotations (indexed, searchable), comma-separated; `*` for all [default: none]
     #[arg(long, env = "AGENT_XRAY_INDEXED_ATTRIBUTES", hide_env_values = true, value_name = "NAMES", value_delimiter = ',')]
     pub xray_indexed_attributes: Vec<String>,
+
+    /// Make the trace calls (PutTraceSegments, sampling, X-Ray's OTLP endpoint) with this role's credentials (sts:AssumeRole with the task role), for another account's X-Ray
+    #[arg(long, env = "AGENT_ROLE_ARN", hide_env_values = true, value_name = "ARN")]
+    pub role_arn: Option<String>,
 
     /// Write the app's OTLP metrics to stdout as CloudWatch Embedded Metric Format lines (the awslogs driver ships them; CloudWatch extracts the metrics)
     #[arg(long, env = "AGENT_METRICS_EMF", hide_env_values = true)]

@@ -83,6 +83,9 @@ pub struct FileConfig {
     pub otlp_flush_interval: Option<String>,
     pub xray_to_otlp: Option<bool>,
     pub otlp_xray_segments: Option<bool>,
+    pub proxy_url: Option<String>,
+    pub role_arn: Option<String>,
+    pub secrets_role_arn: Option<String>,
     pub xray_indexed_attributes: Option<Vec<String>>,
     pub keep_health_spans: Option<bool>,
     pub metrics_emf: Option<bool>,
@@ -182,6 +185,23 @@ impl Key {
 
     pub fn error(&self, from_cli: bool, message: impl std::fmt::Display) -> ConfigError {
         ConfigError::Value { origin: self.origin(from_cli), message: message.to_string() }
+    }
+}
+
+/// An IAM role's ARN, roughly checked: `arn:PARTITION:iam::ACCOUNT:role/NAME`.
+pub fn parse_role_arn(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.starts_with("role/") =>
+        {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?} is not a role ARN like arn:aws:iam::111122223333:role/xray-writer")),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod health;
 pub mod logging;
 pub mod memory;
+pub mod proxy;
 pub mod relay;
 pub mod secrets;
 pub mod signals;

@@ -17,17 +17,26 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use super::sigv4;
+use crate::proxy::Proxy;
 
-pub type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-pub type HttpClient = Client<Https, Full<Bytes>>;
+pub type Https = hyper_rustls::HttpsConnector<crate::proxy::Connector>;
 
-/// An HTTP(S) client with keep-alive and TCP_NODELAY. `plain_ok`: only plain HTTP will be used,
-/// so a system without root certificates is not an error.
-pub fn client(plain_ok: bool) -> Result<HttpClient, String> {
+/// An HTTP(S) client with keep-alive, and the proxy its requests go through (if any).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<Https, Full<Bytes>>,
+    proxy: Proxy,
+}
+
+/// An HTTP(S) client with keep-alive and TCP_NODELAY, through `proxy` where it says so.
+/// `plain_ok`: only plain HTTP will be used, so a system without root certificates is not an
+/// error.
+pub fn client(plain_ok: bool, proxy: &Proxy) -> Result<HttpClient, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let connector = crate::proxy::Connector { http, proxy: proxy.clone() };
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match builder.with_provider_and_native_roots(rustls::crypto::ring::default_provider()) {
         Ok(b) => b,
@@ -40,8 +49,9 @@ pub fn client(plain_ok: bool) -> Result<HttpClient, String> {
         ),
         Err(e) => return Err(format!("no root certificates for HTTPS ({e}); install ca-certificates in the image")),
     };
-    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
+    let connector = builder.https_or_http().enable_http1().wrap_connector(connector);
+    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+    Ok(HttpClient { client, proxy: proxy.clone() })
 }
 
 /// Whether the service's endpoint is plain HTTP (a local stand-in named by
@@ -173,13 +183,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// naming `who`: "who: no answer within 5s", "who: connection refused…".
 pub async fn exchange(
     client: &HttpClient,
-    req: Request<Full<Bytes>>,
+    mut req: Request<Full<Bytes>>,
     timeout: Duration,
     who: &str,
 ) -> Result<(http::response::Parts, Bytes), String> {
     use http_body_util::{BodyExt, Limited};
+    client.proxy.authorize(&mut req);
     let answer = tokio::time::timeout(timeout, async {
-        let resp = client.request(req).await.map_err(|e| format!("{who}: {}", error_chain(&e)))?;
+        let resp = client.client.request(req).await.map_err(|e| format!("{who}: {}", error_chain(&e)))?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, 1 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         Ok::<_, String>((parts, body))

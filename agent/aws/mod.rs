@@ -14,23 +14,51 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls;
 
-pub async fn config(retry: RetryConfig, attempt_timeout: Duration) -> SdkConfig {
+/// How the agent reaches AWS, besides the SDK's own chain: the proxy, and a role to assume with
+/// the chain's credentials (`--role-arn` for the trace calls, `--secrets-role-arn` for secrets).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub proxy: crate::proxy::Proxy,
+    pub role_arn: Option<String>,
+}
+
+pub async fn config(retry: RetryConfig, attempt_timeout: Duration, access: &Access) -> SdkConfig {
     // An image without root certificates: an empty trust store, said to be so (the SDK would
     // otherwise assert there are roots — a panic in debug builds — and then trust nothing).
     let mut trust = tls::TlsContext::builder();
     if system_roots() == 0 {
         trust = trust.with_trust_store(tls::TrustStore::empty());
     }
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .tls_context(trust.build().expect("a TLS context without custom certificates"))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
+    let trust = trust.build().expect("a TLS context without custom certificates");
+    let tls_provider = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring);
+    let http = match access.proxy.sdk() {
+        None => aws_smithy_http_client::Builder::new().tls_provider(tls_provider).tls_context(trust).build_https(),
+        // The same client, with the proxy: the SDK's builder takes a proxy only on its connector.
+        Some(proxy) => aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut b = aws_smithy_http_client::Connector::builder();
+            b.set_connector_settings(settings.cloned());
+            if let Some(c) = components {
+                b.set_sleep_impl(c.sleep_impl());
+            }
+            b.proxy_config(proxy.clone()).tls_provider(tls_provider.clone()).tls_context(trust.clone()).build()
+        }),
+    };
+    let base = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .retry_config(retry)
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(attempt_timeout).build())
         .load()
-        .await
+        .await;
+    match &access.role_arn {
+        None => base,
+        Some(arn) => {
+            // sts:AssumeRole with the chain's credentials (the task role), on the same client;
+            // the SDK's clients cache what it returns, and the relays' signer keeps it until five
+            // minutes before it expires.
+            let assumed = aws_config::sts::AssumeRoleProvider::builder(arn.clone()).session_name("agent").configure(&base).build().await;
+            base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(assumed)).build()
+        }
+    }
 }
 
 /// How many root certificates the system has (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the
@@ -59,10 +87,19 @@ pub fn certificate_hint() -> String {
 /// and deadline rules, and a runtime that ends once they are loaded: a connection pool or
 /// credentials client made there would be dead in the relay's runtime).
 #[derive(Clone, Default)]
-pub struct Shared(std::sync::Arc<tokio::sync::OnceCell<SdkConfig>>);
+pub struct Shared(std::sync::Arc<(tokio::sync::OnceCell<SdkConfig>, Access)>);
 
 impl Shared {
+    pub fn new(access: Access) -> Shared {
+        Shared(std::sync::Arc::new((tokio::sync::OnceCell::new(), access)))
+    }
+
     pub async fn get(&self) -> &SdkConfig {
-        self.0.get_or_init(|| config(RetryConfig::standard().with_max_attempts(2), Duration::from_secs(5))).await
+        self.0 .0.get_or_init(|| config(RetryConfig::standard().with_max_attempts(2), Duration::from_secs(5), &self.0 .1)).await
+    }
+
+    /// The proxy the relays' own HTTP clients go through.
+    pub fn proxy(&self) -> &crate::proxy::Proxy {
+        &self.0 .1.proxy
     }
 }

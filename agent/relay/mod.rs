@@ -133,7 +133,10 @@ pub struct Relays {
 /// A taken port is not fatal: that part is off, said in one line, and the app keeps its settings.
 pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Result<(Relays, ChildEnv), RelayError> {
     let mut env = ChildEnv::default();
-    let aws = Shared::default();
+    let aws = Shared::new(settings.aws.clone());
+    if let Some(arn) = &settings.aws.role_arn {
+        info!("trace calls use the role {arn} (sts:AssumeRole with the task role's credentials)");
+    }
     let xray = settings.xray.as_ref().and_then(|s| {
         let sockets = xray::bind(s)?;
         if s.address_set {
@@ -179,6 +182,9 @@ pub fn start(settings: &RelaySettings, app_env: &HashMap<String, String>) -> Res
         info!("OTLP spans go to X-Ray as segment documents (--otlp-xray-segments)");
     } else if xray.is_none() {
         xray_queue = None; // nothing would feed it
+    }
+    if xray.is_some() || otlp.is_some() {
+        env.set.extend(local_bypass(app_env));
     }
     let mut exports = Vec::new();
     if let Some(x) = &xray_queue {
@@ -281,6 +287,27 @@ fn otlp_sinks(s: &otlp::Settings, upstreams: Vec<otlp::UpstreamConfig>, aws: &Sh
         (otlp::emf::Emf::stdout(namespace), q)
     });
     (sinks, emf)
+}
+
+/// An app with a proxy in its environment would send its telemetry for the agent (OTLP to
+/// 127.0.0.1:4318, X-Ray sampling to 127.0.0.1:2000) through that proxy too: its HTTP clients
+/// honour `HTTP_PROXY` and `NO_PROXY` rarely lists loopback. So the app's `NO_PROXY` (both
+/// spellings) gets the loopback names added.
+fn local_bypass(app_env: &HashMap<String, String>) -> Vec<(String, String)> {
+    const PROXIES: [&str; 6] = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+    if !PROXIES.iter().any(|v| app_env.get(*v).is_some_and(|u| !u.trim().is_empty())) {
+        return Vec::new();
+    }
+    let have = app_env.get("NO_PROXY").or_else(|| app_env.get("no_proxy")).map(|s| s.trim()).unwrap_or("");
+    let mut list: Vec<&str> = have.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    for local in ["127.0.0.1", "localhost", "::1"] {
+        if !list.contains(&local) {
+            list.push(local);
+        }
+    }
+    let value = list.join(",");
+    info!(no_proxy = %value, "the app has a proxy in its environment; its telemetry for the agent stays local (NO_PROXY)");
+    vec![("NO_PROXY".to_string(), value.clone()), ("no_proxy".to_string(), value)]
 }
 
 /// StatsD's socket, non-blocking; a taken port is said once and StatsD is off.

@@ -8,7 +8,7 @@ use super::otlp;
 use super::xray::from_otlp::Indexed;
 use super::xray::{XraySettings, DEFAULT_ADDRESS};
 use crate::cli::RunArgs;
-use crate::config::{layered, parse_address, parse_duration, parse_positive_duration, parse_size, ConfigError, FileConfig, Key};
+use crate::config::{layered, parse_address, parse_duration, parse_positive_duration, parse_role_arn, parse_size, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_BUFFER: usize = 4 << 20;
@@ -25,6 +25,9 @@ pub struct RelaySettings {
     pub otlp_xray_segments: bool,
     /// `--xray-indexed-attributes`: the span attributes that become annotations.
     pub xray_indexed: Indexed,
+    /// `--role-arn` for the trace calls; the proxy is set by the plan (the secrets' settings
+    /// read it).
+    pub aws: crate::aws::Access,
     /// How long the final flush may take, for every sink at once.
     pub flush_timeout: Duration,
     /// `--keep-health-spans`: relay the agent's own health probe's spans and segments too.
@@ -56,6 +59,10 @@ pub fn config(args: &RunArgs, file: &FileConfig) -> Result<RelaySettings, Config
         xray_to_otlp,
         otlp_xray_segments,
         xray_indexed: Indexed::parse(&indexed),
+        aws: crate::aws::Access {
+            proxy: Default::default(),
+            role_arn: layered(Key::run("role-arn"), args.role_arn.as_ref(), file.role_arn.as_ref(), parse_role_arn)?,
+        },
         keep_health_spans: args.keep_health_spans || file.keep_health_spans.unwrap_or(false),
         flush_timeout: layered(Key::run("flush-timeout"), args.flush_timeout.as_ref(), file.flush_timeout.as_ref(), parse_duration)?
             .unwrap_or(DEFAULT_FLUSH_TIMEOUT),

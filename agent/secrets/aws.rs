@@ -14,12 +14,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-pub async fn load(total: Duration) -> SdkConfig {
+pub async fn load(total: Duration, access: &crate::aws::Access) -> SdkConfig {
     // A quarter of the whole budget per attempt (1–10 s) leaves room for retries after a hang.
     let attempt = (total / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
     let retry =
         RetryConfig::standard().with_max_attempts(20).with_initial_backoff(Duration::from_millis(200)).with_max_backoff(Duration::from_secs(5));
-    crate::aws::config(retry, attempt).await
+    crate::aws::config(retry, attempt, access).await
 }
 
 pub fn ssm(base: &SdkConfig, region: &str) -> aws_sdk_ssm::Client {

@@ -120,7 +120,7 @@ fn ssm_arn(region: &str, name: &str) -> String {
 }
 
 /// Resolves every source. `total` bounds everything that talks to AWS.
-pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Duration) -> Result<Resolved, SecretsError> {
+pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Duration, access: &crate::aws::Access) -> Result<Resolved, SecretsError> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
 
     // The task definition's plain `environment` first: everything else overrides it.
@@ -138,7 +138,7 @@ pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Dura
     }
 
     let deadline = tokio::time::Instant::now() + total;
-    let base = aws::load(total).await;
+    let base = aws::load(total, access).await;
     let default_region = base.region().map(|r| r.to_string());
     let region_of = |r: &Option<String>, what: &str| -> Result<String, SecretsError> {
         r.clone().or_else(|| default_region.clone()).ok_or_else(|| SecretsError::NoRegion(what.to_string()))
@@ -217,7 +217,7 @@ pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Dura
     let mut endpoints: Vec<reach::Endpoint> = Vec::new();
     let used = ssm_names.keys().map(|r| ("ssm", r.as_str())).chain(path_region.iter().map(|r| ("ssm", r.as_str())));
     for (service, region) in used.chain(secrets.iter().map(|k| ("secretsmanager", k.region.as_str()))) {
-        let e = reach::Endpoint::of(service, region);
+        let e = reach::Endpoint::of(service, region).through(&access.proxy);
         if !endpoints.contains(&e) {
             endpoints.push(e);
         }

@@ -35,6 +35,12 @@ impl Endpoint {
         }
     }
 
+    /// Behind a proxy, the proxy is what must take a connection.
+    pub fn through(self, proxy: &crate::proxy::Proxy) -> Endpoint {
+        let Some(i) = self.url.parse::<http::Uri>().ok().and_then(|u| proxy.intercept(&u)) else { return self };
+        Endpoint { url: crate::proxy::redact(i.uri()), chosen: format!("the proxy for {} ({})", self.url, self.chosen) }
+    }
+
     /// `host:port` of the URL.
     fn address(&self) -> Option<String> {
         let (scheme, rest) = self.url.split_once("://")?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::sources::{self, SourceError, Sources};
 use crate::cli::SecretsArgs;
-use crate::config::{layered, parse_duration, parse_positive_duration, ConfigError, FileConfig, Key};
+use crate::config::{layered, parse_duration, parse_positive_duration, parse_role_arn, ConfigError, FileConfig, Key};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -17,6 +17,8 @@ pub struct SecretsConfig {
     /// `--secrets-timeout` when that is set.
     pub unreachable_after: Duration,
     pub start_jitter: Duration,
+    /// The proxy, and `--secrets-role-arn`.
+    pub aws: crate::aws::Access,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +54,9 @@ pub fn config(a: &SecretsArgs, f: &FileConfig) -> Result<SecretsConfig, Settings
         sources.env_files.push(file.clone());
     }
     let timeout = layered(Key::run("secrets-timeout"), a.secrets_timeout.as_ref(), f.secrets_timeout.as_ref(), parse_positive_duration)?;
+    let role_arn = layered(Key::run("secrets-role-arn"), a.secrets_role_arn.as_ref(), f.secrets_role_arn.as_ref(), parse_role_arn)?;
     Ok(SecretsConfig {
+        aws: crate::aws::Access { proxy: proxy(a, f)?, role_arn },
         sources,
         timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         unreachable_after: timeout.unwrap_or(super::reach::UNREACHABLE_AFTER),
@@ -77,6 +81,17 @@ impl SecretsConfig {
             .enable_all()
             .build()
             .expect("BUG: cannot build the single-thread runtime for fetching secrets");
-        rt.block_on(super::resolve(&self.sources, self.timeout, self.unreachable_after))
+        rt.block_on(super::resolve(&self.sources, self.timeout, self.unreachable_after, &self.aws))
     }
+}
+
+/// The proxy every outbound call goes through: `--proxy-url` (flag > `AGENT_PROXY_URL` > file),
+/// else the agent's own `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY`.
+pub fn proxy(a: &SecretsArgs, f: &FileConfig) -> Result<crate::proxy::Proxy, ConfigError> {
+    let flag = match (&a.proxy_url, &f.proxy_url) {
+        (Some(u), _) => Some((u.as_str(), "--proxy-url (or AGENT_PROXY_URL)")),
+        (None, Some(u)) => Some((u.as_str(), "config file key \"proxy-url\"")),
+        (None, None) => None,
+    };
+    crate::proxy::Proxy::new(flag, |k| std::env::var(k).ok()).map_err(|e| ConfigError::Value { origin: e.origin, message: e.message })
 }

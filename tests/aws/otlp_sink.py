@@ -9,7 +9,9 @@ severity), and, with --sigv4-secret, whether the SigV4 signature is valid (recom
 botocore from the request as received). With --fail-for S it answers --status (503) for the
 first S seconds, with --retry-after if given, and logs those refusals too.
 
-Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY]
+With --tls CERT KEY it serves HTTPS (an upstream reached through a proxy's CONNECT tunnel).
+
+Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY] [--tls CERT KEY]
 Prints "ready PORT" once listening (PORT 0: the kernel chooses); runs until killed.
 """
 import argparse
@@ -28,6 +30,7 @@ p = argparse.ArgumentParser()
 p.add_argument("port", type=int)
 p.add_argument("log_file")
 p.add_argument("--fail-for", type=float, default=0)
+p.add_argument("--tls", nargs=2)
 p.add_argument("--status", type=int, default=503)
 p.add_argument("--retry-after")
 p.add_argument("--sigv4-secret")
@@ -157,5 +160,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+if args.tls:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*args.tls)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 print("ready", server.server_address[1], flush=True)
 server.serve_forever()

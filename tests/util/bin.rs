@@ -34,6 +34,10 @@ pub fn agent_cmd() -> Command {
             cmd.env_remove(k);
         }
     }
+    // A developer's or CI's own proxy must not reach the agents under test.
+    for v in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"] {
+        cmd.env_remove(v);
+    }
     cmd.env("AGENT_NO_XRAY", "true").env("AGENT_OTLP_GRPC_ADDRESS", "127.0.0.1:0").env("AGENT_STATSD_ADDRESS", "127.0.0.1:0");
     cmd
 }

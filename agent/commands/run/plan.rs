@@ -35,6 +35,11 @@ impl Plan {
         if interval.is_some() && secrets.sources.is_empty() {
             tracing::warn!("--refresh-interval is set but no secrets are configured; nothing to refresh");
         }
+        let mut relay = relay::settings::config(args, file)?;
+        relay.aws.proxy = secrets.aws.proxy.clone();
+        if secrets.aws.proxy.is_on() {
+            tracing::info!(proxy = %secrets.aws.proxy.describe(), "outbound calls go through a proxy");
+        }
         Ok(Plan {
             supervise: config::run_config(args, file)?,
             health: crate::health::settings::run_config(&args.health, file)?,
@@ -42,7 +47,7 @@ impl Plan {
             secrets_dir: args.secrets_dir.clone().or_else(|| file.secrets_dir.clone()),
             refresh: interval.filter(|_| !secrets.sources.is_empty()).map(|i| (i, on_change)),
             secrets,
-            relay: relay::settings::config(args, file)?,
+            relay,
         })
     }
 }

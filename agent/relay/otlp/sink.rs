@@ -52,7 +52,7 @@ impl UpstreamConfig {
 impl Upstream {
     /// Fails only when HTTPS is needed and the system has no root certificates.
     pub fn new(cfg: UpstreamConfig, aws: Shared) -> Result<Upstream, String> {
-        let client = aws_http::client(cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http)?;
+        let client = aws_http::client(cfg.url.scheme_str() == Some("http") && cfg.kind == Kind::Http, aws.proxy())?;
         let name = cfg.name();
         let xray = (cfg.kind == Kind::Xray).then(|| Signer::new("xray"));
         Ok(Upstream { cfg, name, client, aws, xray })

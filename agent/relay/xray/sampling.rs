@@ -83,7 +83,7 @@ async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply
     if let Err(e) = serde_json::from_slice::<Value>(&body) {
         return say(StatusCode::BAD_REQUEST, format!("the body of {path} is not JSON: {e}"));
     }
-    let client = upstream.client.get_or_init(|| async { aws_http::client(aws_http::plain_endpoint("XRAY")) }).await;
+    let client = upstream.client.get_or_init(|| async { aws_http::client(aws_http::plain_endpoint("XRAY"), upstream.aws.proxy()) }).await;
     let client = match client {
         Ok(c) => c.clone(),
         Err(e) => return say(StatusCode::SERVICE_UNAVAILABLE, format!("sampling proxy: {e}")),

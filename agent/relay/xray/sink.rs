@@ -86,7 +86,8 @@ impl PutTraceSegments {
     }
 
     async fn put(&mut self, batch: Vec<Segments>) -> Sent<Segments> {
-        let client = self.client.get_or_insert_with(|| aws_http::client(aws_http::plain_endpoint("XRAY")));
+        let proxy = self.aws.proxy();
+        let client = self.client.get_or_insert_with(|| aws_http::client(aws_http::plain_endpoint("XRAY"), proxy));
         let client = match client {
             Ok(c) => c.clone(),
             Err(e) => return Sent::Failed { reason: format!("PutTraceSegments: {e}") },
