@@ -40,14 +40,22 @@ pub fn client(plain_ok: bool, proxy: &Proxy) -> Result<HttpClient, String> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match builder.with_provider_and_native_roots(rustls::crypto::ring::default_provider()) {
         Ok(b) => b,
-        Err(_) if plain_ok => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-        Err(e) => return Err(format!("no root certificates for HTTPS ({e}); install ca-certificates in the image")),
+        // No system roots (FROM scratch, a minimal base): Mozilla's, compiled in. Only plain HTTP
+        // will be used: none are needed, and none are said.
+        Err(_) => {
+            let mut roots = rustls::RootCertStore::empty();
+            if !plain_ok {
+                super::say_builtin_roots();
+                roots.add_parsable_certificates(super::builtin_roots().iter().cloned());
+            }
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        }
     };
     let connector = builder.https_or_http().enable_http1().wrap_connector(connector);
     let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);

@@ -5,6 +5,7 @@
 
 pub mod ecs;
 pub mod http;
+pub mod roots;
 pub mod sigv4;
 
 use std::time::Duration;
@@ -27,7 +28,8 @@ pub async fn config(retry: RetryConfig, attempt_timeout: Duration, access: &Acce
     // otherwise assert there are roots — a panic in debug builds — and then trust nothing).
     let mut trust = tls::TlsContext::builder();
     if system_roots() == 0 {
-        trust = trust.with_trust_store(tls::TrustStore::empty());
+        say_builtin_roots();
+        trust = trust.with_trust_store(tls::TrustStore::empty().with_pem_certificate(builtin_roots_pem()));
     }
     let trust = trust.build().expect("a TLS context without custom certificates");
     let tls_provider = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring);
@@ -68,11 +70,44 @@ pub fn system_roots() -> usize {
     *ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs.len())
 }
 
+/// The roots HTTPS trusts when the image has none: Mozilla's, compiled in (`roots.rs`).
+pub fn builtin_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(roots::certificates)
+}
+
+/// `builtin_roots` as PEM, for the SDK's client (which takes PEM certificates).
+fn builtin_roots_pem() -> Vec<u8> {
+    use base64::Engine;
+    let mut pem = Vec::with_capacity(builtin_roots().len() * 2048);
+    for cert in builtin_roots() {
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
+/// Said once, the first time an HTTPS client is made without system roots.
+pub fn say_builtin_roots() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::info!(
+            roots = builtin_roots().len(),
+            "this image has no CA certificates (none in SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs); HTTPS trusts the Mozilla roots built into the agent"
+        )
+    });
+}
+
 /// What to tell a person whose HTTPS call failed on the server's certificate.
 pub fn certificate_hint() -> String {
     if system_roots() == 0 {
-        "this image has no root certificates (none in SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs): install them \
-         (Debian: apt-get install ca-certificates; or COPY /etc/ssl/certs/ca-certificates.crt from the build stage)"
+        "the server's certificate is not signed by a Mozilla root (the agent's built-in set, as this image has no CA \
+         certificates): a TLS-inspecting proxy or a private CA? put its CA in a bundle and point SSL_CERT_FILE at it"
             .to_string()
     } else {
         "the server's certificate is not signed by a root this image trusts (a TLS-inspecting proxy? add its CA to the bundle)".to_string()
@@ -101,5 +136,24 @@ impl Shared {
     /// The proxy the relays' own HTTP clients go through.
     pub fn proxy(&self) -> &crate::proxy::Proxy {
         &self.0 .1.proxy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_builtin_roots_are_mozillas_and_their_pem_holds_each_one() {
+        use base64::Engine;
+        let roots = super::builtin_roots();
+        assert!(roots.len() > 100, "{}", roots.len());
+        assert_eq!(roots, webpki_root_certs::TLS_SERVER_ROOT_CERTS, "split back into the crate's certificates");
+        let pem = String::from_utf8(super::builtin_roots_pem()).unwrap();
+        let decoded: Vec<Vec<u8>> = pem
+            .split("-----BEGIN CERTIFICATE-----\n")
+            .skip(1)
+            .map(|b| base64::engine::general_purpose::STANDARD.decode(b.split("-----END").next().unwrap().replace('\n', "")).unwrap())
+            .collect();
+        assert_eq!(decoded.len(), roots.len());
+        assert!(decoded.iter().zip(roots).all(|(d, r)| d.as_slice() == r.as_ref()));
     }
 }

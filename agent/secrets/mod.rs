@@ -73,8 +73,8 @@ pub enum SecretsError {
         endpoint.url, endpoint.chosen, humantime::format_duration(*after)
     )]
     Unreachable { endpoint: reach::Endpoint, error: String, after: Duration },
-    #[error("cannot load secrets, so the app was not started: HTTPS to {} ({}) cannot be trusted: {hint}", endpoint.url, endpoint.chosen)]
-    NoRoots { endpoint: reach::Endpoint, hint: String },
+    #[error("cannot load secrets, so the app was not started: HTTPS to {} ({}) cannot be trusted: {error}: {}", endpoint.url, endpoint.chosen, crate::aws::certificate_hint())]
+    Untrusted { endpoint: reach::Endpoint, error: String },
     #[error(transparent)]
     Source(#[from] sources::SourceError),
 }
@@ -213,23 +213,21 @@ pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Dura
     let mut params: HashMap<(String, String), Result<Fetched, Reason>> = HashMap::new();
     let mut secret_values: HashMap<SecretKey, Result<Fetched, Reason>> = HashMap::new();
     let mut path_results: HashMap<String, Result<Vec<(String, Fetched)>, Reason>> = HashMap::new();
-    // Every endpoint the fetches use, watched for one that takes no connection at all.
-    let mut endpoints: Vec<reach::Endpoint> = Vec::new();
-    let used = ssm_names.keys().map(|r| ("ssm", r.as_str())).chain(path_region.iter().map(|r| ("ssm", r.as_str())));
-    for (service, region) in used.chain(secrets.iter().map(|k| ("secretsmanager", k.region.as_str()))) {
-        let e = reach::Endpoint::of(service, region).through(&access.proxy);
-        if !endpoints.contains(&e) {
-            endpoints.push(e);
+    // Every endpoint the fetches use, watched for one that takes no connection at all (behind
+    // a proxy: the proxy) and, without system roots (the built-in ones are used), for a
+    // certificate they do not cover, said at once rather than as a timeout.
+    let mut used: Vec<reach::Endpoint> = Vec::new();
+    let services = ssm_names.keys().map(|r| ("ssm", r.as_str())).chain(path_region.iter().map(|r| ("ssm", r.as_str())));
+    for (service, region) in services.chain(secrets.iter().map(|k| ("secretsmanager", k.region.as_str()))) {
+        let e = reach::Endpoint::of(service, region);
+        if !used.contains(&e) {
+            used.push(e);
         }
     }
-    // No root certificates (a FROM scratch or minimal image): no HTTPS answer can be trusted,
-    // so say so now rather than after every retry.
-    if let Some(e) = endpoints.iter().find(|e| e.url.starts_with("https://")) {
-        if crate::aws::system_roots() == 0 {
-            tasks.abort_all();
-            return Err(SecretsError::NoRoots { endpoint: e.clone(), hint: crate::aws::certificate_hint() });
-        }
-    }
+    let https = if crate::aws::system_roots() == 0 { used.clone() } else { Vec::new() };
+    let endpoints: Vec<reach::Endpoint> = used.into_iter().map(|e| e.through(&access.proxy)).collect();
+    let untrusted = reach::first_untrusted(https, access.proxy.clone());
+    tokio::pin!(untrusted);
     let unreachable = reach::first_unreachable(endpoints, unreachable_after);
     tokio::pin!(unreachable);
     loop {
@@ -241,6 +239,10 @@ pub async fn resolve(sources: &Sources, total: Duration, unreachable_after: Dura
             (endpoint, error) = &mut unreachable => {
                 tasks.abort_all();
                 return Err(SecretsError::Unreachable { endpoint, error, after: unreachable_after });
+            }
+            (endpoint, error) = &mut untrusted => {
+                tasks.abort_all();
+                return Err(SecretsError::Untrusted { endpoint, error });
             }
         };
         match done.expect("BUG: a secrets task panicked") {

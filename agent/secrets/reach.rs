@@ -90,6 +90,35 @@ pub async fn first_unreachable(endpoints: Vec<Endpoint>, after: Duration) -> (En
     std::future::pending().await
 }
 
+/// Resolves only when an https endpoint's certificate is not trusted: that endpoint and the TLS
+/// error (the SDK would retry the handshake until `--secrets-timeout` and then say only "no
+/// answer"). One GET / per endpoint, through the proxy if any; pending forever once each has
+/// answered anything or failed for another reason.
+pub async fn first_untrusted(endpoints: Vec<Endpoint>, proxy: crate::proxy::Proxy) -> (Endpoint, String) {
+    use crate::aws::http as aws_http;
+    let Ok(client) = aws_http::client(false, &proxy) else { return std::future::pending().await };
+    let mut probes = JoinSet::new();
+    for e in endpoints.into_iter().filter(|e| e.url.starts_with("https://")) {
+        let client = client.clone();
+        probes.spawn(async move {
+            let req = http::Request::get(e.url.parse::<http::Uri>().ok()?).body(http_body_util::Full::new(bytes::Bytes::new())).ok()?;
+            match aws_http::exchange(&client, req, CONNECT_TIMEOUT, &e.url).await {
+                Err(error) if error.contains("invalid peer certificate") || error.contains("UnknownIssuer") => {
+                    let error = error.strip_prefix(&format!("{}: ", e.url)).unwrap_or(&error).to_string();
+                    Some((e, error))
+                }
+                _ => None,
+            }
+        });
+    }
+    while let Some(done) = probes.join_next().await {
+        if let Ok(Some(found)) = done {
+            return found;
+        }
+    }
+    std::future::pending().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
