@@ -145,7 +145,7 @@ fn parse(value: &str, origin: &str) -> Result<Uri, ProxyError> {
     let value = value.trim();
     let with_scheme = if value.contains("://") { value.to_string() } else { format!("http://{value}") };
     let bad = |message: String| ProxyError { origin: origin.to_string(), message };
-    let uri: Uri = with_scheme.parse().map_err(|_| bad(format!("{} is not a URL like http://proxy.internal:3128", redact_str(&with_scheme))))?;
+    let uri: Uri = with_scheme.parse().map_err(|_| bad(format!("{} is not a URL like http://proxy.internal:3128", redact_userinfo(&with_scheme))))?;
     match uri.scheme_str() {
         Some("http") if uri.host().is_some() => Ok(uri),
         Some("https") => {
@@ -155,17 +155,19 @@ fn parse(value: &str, origin: &str) -> Result<Uri, ProxyError> {
     }
 }
 
-/// A URL with any `user:password@` shown as `***@`.
+/// A proxy's URL as shown: scheme and authority, any `user:password@` as `***@`.
 pub fn redact(u: &Uri) -> String {
-    redact_str(&u.to_string())
+    let authority = u.authority().map_or("", |a| a.as_str());
+    redact_userinfo(&format!("{}://{authority}", u.scheme_str().unwrap_or("http")))
 }
 
-fn redact_str(url: &str) -> String {
+/// A URL with the user information of its authority, if any, replaced by `***`.
+pub fn redact_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..end]),
-        None => format!("{scheme}://{}", &rest[..end]),
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 

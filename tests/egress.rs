@@ -125,16 +125,7 @@ fn secrets_and_segments_go_through_the_proxy_and_another_accounts_role_signs_put
 #[test]
 fn https_upstreams_go_through_a_connect_tunnel_with_tls_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let made = run(
-        {
-            let mut c = Command::new(venv().join("bin/python"));
-            c.arg(repo().join("tests/aws/make_cert.py")).arg(dir.path());
-            c
-        },
-        T,
-    );
-    assert!(made.status.success(), "{}", stderr(&made));
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, key) = make_cert(dir.path());
     let sink = Sink::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
     let log_path = dir.path().join("proxy.jsonl");
     let (_proxy, proxy_port) = forward_proxy(&log_path, None);

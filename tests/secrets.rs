@@ -441,16 +441,7 @@ fn an_unreachable_endpoint_and_missing_credentials_read_as_one_line() {
     // An image without root certificates (FROM scratch): HTTPS trusts Mozilla's roots, built in,
     // said in one line; a server whose certificate no Mozilla root signed (here a self-signed one)
     // is refused with one line that says so, never a Debug dump.
-    let made = run(
-        {
-            let mut c = std::process::Command::new(venv().join("bin/python"));
-            c.arg(repo().join("tests/aws/make_cert.py")).arg(dir.path());
-            c
-        },
-        T,
-    );
-    assert!(made.status.success(), "{}", stderr(&made));
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, key) = make_cert(dir.path());
     let tls = Sink::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
     let mut c = agent_cmd();
     aws_env(&mut c, &format!("https://localhost:{}", tls.port));

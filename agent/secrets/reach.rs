@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use crate::proxy::redact_userinfo;
+
 /// How long an endpoint that takes no connection is tried before the step gives up.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,8 +31,8 @@ impl Endpoint {
     pub fn of(service: &str, region: &str) -> Endpoint {
         let var = format!("AWS_ENDPOINT_URL_{}", service.to_ascii_uppercase().replace('-', "_"));
         match (std::env::var(&var), std::env::var("AWS_ENDPOINT_URL")) {
-            (Ok(u), _) => Endpoint { url: redact(&u), chosen: format!("from {var}") },
-            (_, Ok(u)) => Endpoint { url: redact(&u), chosen: "from AWS_ENDPOINT_URL".into() },
+            (Ok(u), _) => Endpoint { url: redact_userinfo(&u), chosen: format!("from {var}") },
+            (_, Ok(u)) => Endpoint { url: redact_userinfo(&u), chosen: "from AWS_ENDPOINT_URL".into() },
             _ => Endpoint { url: format!("https://{service}.{region}.amazonaws.com"), chosen: format!("the default for {region}") },
         }
     }
@@ -48,16 +50,6 @@ impl Endpoint {
         let authority = authority.rsplit('@').next()?;
         let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']');
         Some(if has_port { authority.to_string() } else { format!("{authority}:{}", if scheme == "http" { 80 } else { 443 }) })
-    }
-}
-
-/// The URL with the user information of its authority, if any, replaced by `***`.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_string(),
     }
 }
 
@@ -131,8 +123,8 @@ mod tests {
         assert_eq!(e("http://localhost").as_deref(), Some("localhost:80"));
         assert_eq!(e("http://[::1]:9000/x").as_deref(), Some("[::1]:9000"));
         assert_eq!(e("nonsense"), None);
-        assert_eq!(redact("https://user:pw@proxy.example:8443/x"), "https://***@proxy.example:8443/x");
-        assert_eq!(redact("http://127.0.0.1:4566/a@b"), "http://127.0.0.1:4566/a@b");
+        assert_eq!(redact_userinfo("https://user:pw@proxy.example:8443/x"), "https://***@proxy.example:8443/x");
+        assert_eq!(redact_userinfo("http://127.0.0.1:4566/a@b"), "http://127.0.0.1:4566/a@b");
     }
 
     #[tokio::test]

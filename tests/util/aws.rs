@@ -209,3 +209,13 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1, and its key, written into `dir` by
+/// tests/aws/make_cert.py: (cert.pem, key.pem).
+pub fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut c = Command::new(venv().join("bin/python"));
+    c.arg(repo().join("tests/aws/make_cert.py")).arg(dir);
+    let made = run(c, Duration::from_secs(60));
+    assert!(made.status.success(), "make_cert.py: {}", stderr(&made));
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
