@@ -10,8 +10,9 @@ botocore from the request as received). With --fail-for S it answers --status (5
 first S seconds, with --retry-after if given, and logs those refusals too.
 
 With --tls CERT KEY it serves HTTPS (an upstream reached through a proxy's CONNECT tunnel).
+With --host IP it listens there instead of 127.0.0.1 (the container test's veth address).
 
-Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY] [--tls CERT KEY]
+Usage: otlp_sink.py PORT LOG_FILE [--fail-for S] [--status N] [--retry-after S] [--sigv4-secret KEY] [--tls CERT KEY] [--host IP]
 Prints "ready PORT" once listening (PORT 0: the kernel chooses); runs until killed.
 """
 import argparse
@@ -28,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 p = argparse.ArgumentParser()
 p.add_argument("port", type=int)
+p.add_argument("--host", default="127.0.0.1")
 p.add_argument("log_file")
 p.add_argument("--fail-for", type=float, default=0)
 p.add_argument("--tls", nargs=2)
@@ -159,7 +161,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
 if args.tls:
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -11,19 +11,26 @@ use super::*;
 /// kernel chose, killed on drop.
 pub struct Moto {
     pub port: u16,
+    host: String,
     child: Child,
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        let (child, _, port) = python_server("moto_serve.py", &[]);
-        let m = Moto { port, child };
-        wait_until(Duration::from_secs(30), "moto to answer", || http_get(port, "/moto-api/", Duration::from_millis(500)).is_some());
+        Moto::start_on("127.0.0.1")
+    }
+
+    /// moto listening on `host` (an address of this machine's) instead of 127.0.0.1.
+    pub fn start_on(host: &str) -> Moto {
+        let (child, _, port) = python_server("moto_serve.py", &[host.to_string()]);
+        let m = Moto { port, host: host.to_string(), child };
+        let addr = format!("{host}:{port}").parse().unwrap();
+        wait_until(Duration::from_secs(30), "moto to answer", || http_get_at(addr, "/moto-api/", Duration::from_millis(500)).is_some());
         m
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Seeds the standard data set (tests/aws/seed.py); returns NAME -> expected value.
@@ -145,6 +152,7 @@ pub fn python_server(script: &str, args: &[String]) -> (Child, std::sync::Arc<st
 /// The local OTLP backend (tests/aws/otlp_sink.py; also answers PutTraceSegments), stopped on drop.
 pub struct Sink {
     pub port: u16,
+    host: String,
     log: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
@@ -152,16 +160,21 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(extra: &[&str]) -> Sink {
+        Sink::start_on("127.0.0.1", extra)
+    }
+
+    /// The sink listening on `host` (an address of this machine's) instead of 127.0.0.1.
+    pub fn start_on(host: &str, extra: &[&str]) -> Sink {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
-        let mut args = vec!["0".to_string(), log.display().to_string()];
+        let mut args = vec!["0".to_string(), log.display().to_string(), "--host".into(), host.into()];
         args.extend(extra.iter().map(|a| a.to_string()));
         let (child, _, port) = python_server("otlp_sink.py", &args);
-        Sink { port, log, child, _dir: dir }
+        Sink { port, host: host.to_string(), log, child, _dir: dir }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Every request it received, as logged.

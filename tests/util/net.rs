@@ -17,8 +17,12 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
 
 /// Like `http_get`, with the response head too: (status, head, body).
 pub fn http_get_full(port: u16, path: &str, timeout: Duration) -> Option<(u16, String, String)> {
+    http_get_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path, timeout)
+}
+
+/// Like `http_get_full`, on any address.
+pub fn http_get_at(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
