@@ -8,7 +8,7 @@ use clap::Parser;
 use agent::cli::{Cli, Command};
 use agent::config::{self, FileConfig};
 use agent::exit::{Code, Fatal};
-use agent::{commands, logging, supervisor};
+use agent::{commands, logging, panics, supervisor};
 
 fn main() -> ExitCode {
     // One malloc arena: the agent allocates little, and glibc would otherwise reserve (and
@@ -40,6 +40,8 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
     let file = config::load_file(&cli);
     let global = config::global(&cli, file.as_ref().unwrap_or(&FileConfig::default()));
     logging::init(global.log_format, global.log_level);
+    // From here a panic in a side job is one log line and stops only that job.
+    panics::install_hook();
     let file = file?;
 
     match &cli.command {

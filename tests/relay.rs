@@ -165,17 +165,7 @@ fn otlp_body(n: usize, pad: usize) -> Vec<u8> {
 
 /// One HTTP/1.1 POST; (status, head).
 fn post(address: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(address).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head =
-        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text.split("\r\n\r\n").next().unwrap_or("").to_string())
+    http_post(address, path, content_type, body)
 }
 
 /// The agent relaying to `upstream`, its OTLP receiver on a port it chose; with its address.
@@ -293,14 +283,6 @@ fn snake_case_otlp_json_is_relayed() {
     signal(agent.id(), libc::SIGTERM);
     wait_child(&mut agent, T, "agent");
     assert_balanced(&whole_log(&err));
-}
-
-/// CPU time (user + system) of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -63,3 +63,18 @@ fn static_binary_runs_alone_in_an_empty_chroot() {
         assert!(!stderr(&out).contains("not PID 1"), "the agent is PID 1: {}", stderr(&out));
     }
 }
+
+/// The shipped binary has no test hook: the fault-injection feature is off in scripts/build-static.
+#[test]
+fn static_binary_has_no_fault_injection() {
+    let Some(bin) = static_bin() else { return };
+    let bytes = std::fs::read(&bin).unwrap();
+    let hook = b"AGENT_TEST_PANIC";
+    assert!(!bytes.windows(hook.len()).any(|w| w == hook), "{} carries the test-only panic hook", bin.display());
+    // Whereas the test build has it (the marker the test looks for is really there to find).
+    #[cfg(feature = "fault-injection")]
+    {
+        let test_build = std::fs::read(agent()).unwrap();
+        assert!(test_build.windows(hook.len()).any(|w| w == hook), "the test build has the hook");
+    }
+}

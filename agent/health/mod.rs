@@ -32,7 +32,7 @@ pub fn start(cfg: HealthConfig) -> Result<Option<Health>, socket::BindError> {
     if let Some(probe) = cfg.probe.clone() {
         prober::spawn(probe, cfg.clone(), state.clone(), stop_rx);
     }
-    server::spawn(listener, state.clone());
+    server::spawn(listener, state.clone(), cfg.probe.clone().map(|p| (p, cfg.timeout)));
     tracing::info!(socket = %name, probe = %cfg.probe.as_ref().map_or("none".into(), |p| p.describe()), "serving health");
     Ok(Some(Health { state, _stop: stop_tx }))
 }

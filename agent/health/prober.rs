@@ -2,7 +2,8 @@
 //!
 //! Until the first pass it probes often (every 100 ms with `--wait-ready`, else at most every
 //! second), so readiness is seen early; after that, every `--health-interval`. It stops when
-//! the `stop` channel's sender is dropped.
+//! the `stop` channel's sender is dropped. If it panics, the server probes on each question
+//! instead (the verdict stays live).
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -20,12 +21,25 @@ pub fn spawn(probe: Probe, cfg: HealthConfig, state: Arc<State>, stop: Receiver<
         .expect("BUG: cannot start the health prober thread");
 }
 
+/// Tells the state when the prober unwinds, so the server takes over probing.
+struct OnPanic(Arc<State>);
+
+impl Drop for OnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.set_prober_stopped();
+        }
+    }
+}
+
 fn run(probe: Probe, cfg: HealthConfig, state: Arc<State>, stop: Receiver<()>) {
+    let _on_panic = OnPanic(state.clone());
     let started = Instant::now();
     let early = if cfg.wait_ready { Duration::from_millis(100) } else { Duration::from_secs(1) };
     let mut ready = false;
     let mut warned_not_ready = false;
     loop {
+        crate::fault::point("health-prober");
         let result = probe.check(cfg.timeout);
         if let Err(e) = &result {
             debug!(probe = %probe.describe(), error = %e, "health probe failed");

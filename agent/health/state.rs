@@ -54,6 +54,10 @@ pub struct State {
     start_period: Duration,
     retries: u32,
     probe: Option<String>,
+    /// `--health-exports-failing` is set: a side job stopped by a panic is unhealthy too.
+    panics_unhealthy: bool,
+    /// The prober thread stopped (a panic): the server probes on each question instead.
+    prober_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -65,7 +69,18 @@ impl State {
             start_period: cfg.start_period,
             retries: cfg.retries,
             probe: cfg.probe.as_ref().map(|p| p.describe()),
+            panics_unhealthy: cfg.exports_failing.is_some(),
+            prober_stopped: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The prober is gone (it panicked); from now on each question probes (`server.rs`).
+    pub fn set_prober_stopped(&self) {
+        self.prober_stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn prober_stopped(&self) -> bool {
+        self.prober_stopped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -122,10 +137,19 @@ impl State {
     }
 
     pub fn verdict(&self) -> Verdict {
-        let v = self.verdict_of_app();
+        let mut v = self.verdict_of_app();
         if v.healthy {
             if let Some(exports) = self.exports_verdict() {
                 return exports;
+            }
+            let stopped = crate::panics::stopped();
+            if let Some(first) = stopped.first() {
+                let names = stopped.iter().map(|s| s.component.as_str()).collect::<Vec<_>>().join(", ");
+                if self.panics_unhealthy {
+                    let line = format!("unhealthy: the agent's {names} stopped after a panic at {}: {}", clock(first.at), first.message);
+                    return Verdict { healthy: false, line };
+                }
+                v.line.push_str(&format!(" (the agent's {names} stopped after a panic at {}; see its log)", clock(first.at)));
             }
         }
         v

@@ -245,6 +245,38 @@ pub async fn run<S: Sink>(mut sink: S, queue: Arc<Queue<S::Item>>, interval: Dur
     s
 }
 
+/// `run` as a task of its own (named `component` for panics). If it panics, the sink is gone:
+/// its queue fills and the door answers 503 (the app keeps its data); at the stop, everything
+/// it had received and not sent or rejected (its buffer, the batch in flight) is counted as
+/// dropped, so the final counts still add up.
+pub fn spawn<S: Sink>(
+    component: String,
+    sink: S,
+    queue: Arc<Queue<S::Item>>,
+    interval: Duration,
+    stop: Deadline,
+) -> tokio::task::JoinHandle<Snapshot> {
+    let task = tokio::spawn(crate::panics::named(component.clone(), run(sink, queue.clone(), interval, stop.clone())));
+    tokio::spawn(async move {
+        match task.await {
+            Ok(s) => s,
+            Err(_) => close_books(&component, &queue, stop).await,
+        }
+    })
+}
+
+async fn close_books<T: Item>(component: &str, queue: &Queue<T>, mut stop: Deadline) -> Snapshot {
+    stop.wait().await;
+    queue.clear();
+    let s = queue.counters.snapshot();
+    let lost = s.received.saturating_sub(s.sent + s.rejected + s.dropped);
+    Counters::add(&queue.counters.dropped, lost);
+    tracing::error!(upstream = %queue.name, count = lost, "{component} had stopped after a panic: the {} it held are counted as dropped", noun(queue.what));
+    let s = queue.counters.snapshot();
+    s.log(queue.what, &queue.name, true);
+    s
+}
+
 struct Loop {
     backoff: Backoff,
     problems: Problems,
@@ -274,6 +306,7 @@ impl Loop {
             return None;
         }
         let n: u64 = batch.iter().map(Item::count).sum();
+        crate::fault::point("sink");
         let send = sink.send(batch);
         tokio::pin!(send);
         let before_stop = match stop.get() {

@@ -365,7 +365,10 @@ impl Relays {
             return Report::default(); // never started, nothing arrived
         };
         stop.stop(tokio::time::Instant::now() + flush_timeout.unwrap_or(self.flush_timeout));
-        relay.join().unwrap_or_default()
+        relay.join().unwrap_or_else(|_| {
+            tracing::error!("the relay had stopped after a panic: what it held is lost and it has no final counts");
+            Report::default()
+        })
     }
 }
 
@@ -380,6 +383,7 @@ fn readable(l: &std::net::TcpListener) -> bool {
 /// The relay thread's task: runs sources, converters and sinks until the stop, then stops them
 /// in that order.
 async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
+    crate::fault::point("relay");
     let aws = parts.aws;
     let sources = CancellationToken::new();
     let (sinks_stop, sinks_deadline) = Stop::new();
@@ -396,7 +400,8 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         source_tasks.push(tokio::spawn(serve::serve("OTLP", listener, sources.clone(), move |req| otlp::receiver::handle(req, d.clone()))));
         if let (Some((udp, service)), Some(ingest)) = (o.statsd, o.door.get(Signal::Metrics)) {
             if let Ok(udp) = tokio::net::UdpSocket::from_std(udp) {
-                source_tasks.push(tokio::spawn(statsd::serve(udp, ingest.clone(), sources.clone(), service)));
+                let statsd = statsd::serve(udp, ingest.clone(), sources.clone(), service);
+                source_tasks.push(tokio::spawn(crate::panics::named("StatsD receiver", statsd)));
             }
         }
         if let Some(l) = o.grpc.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
@@ -405,14 +410,15 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         }
         for (sink, q) in o.sinks {
             let name = q.name.clone();
-            sinks.push((name, tokio::spawn(batcher::run(sink, q, o.interval, sinks_deadline.clone()))));
+            sinks.push((name.clone(), batcher::spawn(format!("sink {name}"), sink, q, o.interval, sinks_deadline.clone())));
         }
         if let Some((emf, q)) = o.emf {
-            sinks.push((q.name.clone(), tokio::spawn(batcher::run(emf, q, o.interval, sinks_deadline.clone()))));
+            let name = q.name.clone();
+            sinks.push((name.clone(), batcher::spawn(format!("sink {name}"), emf, q, o.interval, sinks_deadline.clone())));
         }
         if let (Some(q), Some(x)) = (o.segments, parts.xray_queue.as_ref()) {
             let sink = xray::from_otlp::ToSegments::new(x.queue.clone(), parts.indexed.clone(), converters_deadline.clone());
-            converters.push(tokio::spawn(batcher::run(sink, q, o.interval, converters_deadline.clone())));
+            converters.push(batcher::spawn("OTLP to segments converter".into(), sink, q, o.interval, converters_deadline.clone()));
         }
     }
     if let (Some(x), Some(xq)) = (parts.xray, parts.xray_queue.as_ref()) {
@@ -435,11 +441,12 @@ async fn pipeline(parts: Parts, mut stop: Deadline) -> Report {
         match (parts.to_otlp, door.as_ref().and_then(|d| d.get(Signal::Traces))) {
             (true, Some(ingest)) => {
                 let sink = xray::to_otlp::ToOtlp(ingest.clone());
-                converters.push(tokio::spawn(batcher::run(sink, queue, interval, converters_deadline.clone())));
+                converters.push(batcher::spawn("X-Ray to OTLP converter".into(), sink, queue, interval, converters_deadline.clone()));
             }
             _ => {
                 let sink = xray::sink::PutTraceSegments::new(aws.clone());
-                sinks.push((queue.name.clone(), tokio::spawn(batcher::run(sink, queue, interval, sinks_deadline.clone()))));
+                let name = queue.name.clone();
+                sinks.push((name.clone(), batcher::spawn(format!("sink {name}"), sink, queue, interval, sinks_deadline.clone())));
             }
         }
     }

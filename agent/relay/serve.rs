@@ -84,6 +84,7 @@ where
     Fut: Future<Output = Result<Reply, Infallible>> + Send + 'static,
 {
     let connections = TaskTracker::new();
+    let component: std::sync::Arc<str> = format!("{name} listener").into();
     let mut pause = Duration::from_millis(10);
     let mut fd_said = false;
     loop {
@@ -111,7 +112,8 @@ where
         }
         let _ = stream.set_nodelay(true);
         let (handle, cancel) = (handle.clone(), cancel.clone());
-        connections.spawn(async move {
+        // A panic serving one connection ends that connection only (tokio catches it).
+        connections.spawn(crate::panics::named(component.clone(), async move {
             let svc = hyper::service::service_fn(handle);
             let io = hyper_util::rt::TokioIo::new(stream);
             match opening(io.inner()).await {
@@ -131,7 +133,7 @@ where
                     drive(conn, &cancel, |c| c.graceful_shutdown()).await
                 }
             }
-        });
+        }));
     }
     connections.close();
     connections.wait().await;

@@ -231,7 +231,10 @@ pub async fn serve(socket: tokio::net::UdpSocket, ingest: Arc<Ingest>, cancel: C
             _ = cancel.cancelled() => break,
             _ = tick.tick() => hand_over(&mut agg, &ingest),
             r = socket.recv(&mut buf) => match r {
-                Ok(n) => agg.take(&buf[..n]),
+                Ok(n) => {
+                    crate::fault::point("statsd");
+                    agg.take(&buf[..n])
+                }
                 Err(e) => {
                     warn!(error = %e, "StatsD: cannot read the socket");
                     tokio::time::sleep(Duration::from_millis(100)).await;

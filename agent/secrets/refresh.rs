@@ -74,6 +74,7 @@ impl Refresher {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
+            crate::fault::point("secrets-refresh");
             match self.cfg.resolve_now() {
                 Ok(resolved) => {
                     if failing {

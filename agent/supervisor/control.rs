@@ -51,10 +51,19 @@ impl ControlReceiver {
         self.wake.as_raw_fd()
     }
 
-    /// Every command sent so far.
-    pub fn drain(&self) -> Vec<Control> {
+    /// Every command sent so far, and whether the sender is still there. A sender that went
+    /// away (the refresher's thread ended, after a panic say) closes the pipe, which would
+    /// otherwise wake the loop at once forever.
+    pub fn drain(&self) -> (Vec<Control>, bool) {
         let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(self.wake.as_fd(), &mut buf), Ok(n) if n > 0) {}
-        self.rx.try_iter().collect()
+        let open = loop {
+            match nix::unistd::read(self.wake.as_fd(), &mut buf) {
+                Ok(0) => break false,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break true,
+            }
+        };
+        (self.rx.try_iter().collect(), open)
     }
 }

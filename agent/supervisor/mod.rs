@@ -261,7 +261,11 @@ impl<'a> Supervisor<'a> {
                     leftovers_deadline = Some(d.min(stop));
                 }
             }
-            let commands = self.control.as_ref().map(ControlReceiver::drain).unwrap_or_default();
+            let (commands, open) = self.control.as_ref().map_or((Vec::new(), true), ControlReceiver::drain);
+            if !open {
+                warn!("the secrets refresher has stopped; the app keeps the values it has");
+                self.control = None;
+            }
             for c in commands {
                 self.on_control(c, child, status.is_none());
             }

@@ -33,6 +33,23 @@ pub fn http_get_at(addr: std::net::SocketAddr, path: &str, timeout: Duration) ->
     Some((status, head, body))
 }
 
+/// One HTTP/1.1 POST to `address` (HOST:PORT): (status, head). Status 0: no answer (the
+/// connection closed or failed first).
+pub fn http_post(address: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(address) else { return (0, "connection refused".into()) };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split("\r\n\r\n").next().unwrap_or("").to_string())
+}
+
 /// A port nothing answers on: a TCP socket bound to it but not listening, so connections are
 /// refused for as long as this lives, and nothing else can take the port meanwhile.
 pub struct Closed {

@@ -83,6 +83,7 @@ fn reply(status: StatusCode, format: Option<Format>, body: Vec<u8>) -> Result<Re
 }
 
 pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, Infallible> {
+    crate::fault::point("otlp-receiver");
     if super::grpc::is_grpc(&req) {
         return Ok(super::grpc::handle(req, door).await);
     }

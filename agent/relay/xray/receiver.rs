@@ -121,6 +121,9 @@ pub fn receive(socket: std::net::UdpSocket, queue: Arc<Queue<Segments>>, stop: C
     let mut intake = Intake { queue, seen_rejects: HashSet::new(), filter_health };
     while !stop.is_cancelled() {
         let n = slots.recv(fd, true);
+        if n > 0 {
+            crate::fault::point("xray-receive");
+        }
         intake.take(&slots, n);
         if n < SLOTS {
             std::thread::sleep(COALESCE);

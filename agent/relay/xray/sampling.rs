@@ -61,6 +61,7 @@ fn say(status: StatusCode, message: String) -> Result<Reply, Infallible> {
 }
 
 async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply, Infallible> {
+    crate::fault::point("sampling");
     let path = match (req.method(), req.uri().path()) {
         (&Method::POST, p @ ("/GetSamplingRules" | "/SamplingTargets")) => p,
         (m, p) => {
