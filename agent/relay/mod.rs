@@ -20,6 +20,7 @@
 //! received = sent + rejected + dropped, and the final log lines show it.
 
 pub mod batcher;
+pub mod bodies;
 pub mod buffer;
 pub mod counters;
 pub mod otlp;

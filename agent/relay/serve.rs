@@ -6,7 +6,9 @@
 //! before the sinks flush.
 //!
 //! Bounded: at most `MAX_CONNECTIONS` at once (more are closed at once), request headers must
-//! arrive within `HEADER_TIMEOUT`, bodies are limited by each handler before reading. An accept
+//! arrive within `HEADER_TIMEOUT` and fit in `MAX_HEADERS`, an HTTP/2 client may have at most
+//! `H2_CONNECTION_WINDOW` unread, and bodies are read within each listener's budget
+//! (`bodies.rs`) and limit. An accept
 //! that fails for lack of file descriptors (EMFILE, ENFILE) pauses the loop instead of spinning.
 //! An HTTP/2 connection carries at most `MAX_STREAMS` requests at once.
 
@@ -70,6 +72,13 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Requests at once on one HTTP/2 connection (an SDK's exporter sends one at a time).
 pub const MAX_STREAMS: u32 = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers, at most (hyper's HTTP/1 read buffer; HTTP/2's header list).
+const MAX_HEADERS: usize = 64 << 10;
+/// What an HTTP/2 client may send before the agent reads it, per request and per connection:
+/// the protocol's initial 64 KiB (hyper's defaults, 1 MiB and more, would let 256 connections
+/// park hundreds of MB; with these they park at most 16 MB).
+const H2_STREAM_WINDOW: u32 = 65_535;
+const H2_CONNECTION_WINDOW: u32 = 65_535;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// The Content-Length a request declares, to refuse an over-limit body before reading it.
@@ -122,6 +131,9 @@ where
                     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                         .timer(hyper_util::rt::TokioTimer::new())
                         .max_concurrent_streams(MAX_STREAMS)
+                        .max_header_list_size(MAX_HEADERS as u32)
+                        .initial_stream_window_size(H2_STREAM_WINDOW)
+                        .initial_connection_window_size(H2_CONNECTION_WINDOW)
                         .serve_connection(io, svc);
                     drive(conn, &cancel, |c| c.graceful_shutdown()).await
                 }
@@ -129,6 +141,7 @@ where
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)
+                        .max_buf_size(MAX_HEADERS)
                         .serve_connection(io, svc);
                     drive(conn, &cancel, |c| c.graceful_shutdown()).await
                 }

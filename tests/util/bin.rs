@@ -28,7 +28,12 @@ pub fn repo() -> PathBuf {
 /// the trace tests turn it back on. OTLP/gRPC's and StatsD's own ports are free ones
 /// (`AGENT_OTLP_GRPC_ADDRESS`, `AGENT_STATSD_ADDRESS`), for the same reason.
 pub fn agent_cmd() -> Command {
-    let mut cmd = Command::new(agent());
+    agent_cmd_of(&agent())
+}
+
+/// `agent_cmd` for another build of the agent (the static binary, say).
+pub fn agent_cmd_of(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("AGENT_") {
             cmd.env_remove(k);

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -24,11 +23,13 @@ use super::message::{self, Any, BadRequest, Format, Status};
 use super::receiver::{self, Door};
 use super::signal::Kind;
 use super::{Accepted, RETRY_AFTER};
-use crate::relay::serve::{Body, Reply};
+use crate::relay::bodies::{self, BodyError};
+use crate::relay::serve::{self, Body, Reply};
 
 /// gRPC status codes used here.
 pub const OK: i32 = 0;
 pub const INVALID_ARGUMENT: i32 = 3;
+pub const DEADLINE_EXCEEDED: i32 = 4;
 pub const RESOURCE_EXHAUSTED: i32 = 8;
 pub const UNIMPLEMENTED: i32 = 12;
 pub const INTERNAL: i32 = 13;
@@ -74,10 +75,17 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Reply {
         Err(why) => return refuse(&door, UNIMPLEMENTED, &why),
     };
     let encoding = req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = match Limited::new(req.into_body(), message::MAX_BODY + 5).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return refuse(&door, RESOURCE_EXHAUSTED, &BadRequest::TooLarge.to_string()),
-        Err(_) => return refuse(&door, INVALID_ARGUMENT, "cannot read the request"),
+    let declared = serve::declared_length(&req);
+    let (body, _held) = match door.bodies.read(req.into_body(), declared, message::MAX_BODY + 5).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return refuse(&door, RESOURCE_EXHAUSTED, &BadRequest::TooLarge.to_string()),
+        Err(BodyError::Busy) => {
+            return unavailable(&format!("the agent is reading {} MiB of other requests' bodies; retry later", door.bodies.bytes() >> 20))
+        }
+        Err(BodyError::Slow) => {
+            return refuse(&door, DEADLINE_EXCEEDED, &format!("the request did not arrive within {} s", bodies::BODY_TIMEOUT.as_secs()))
+        }
+        Err(BodyError::Broken(e)) => return refuse(&door, INVALID_ARGUMENT, &format!("cannot read the request: {e}")),
     };
     let msg = match unframe(body, encoding.as_deref()) {
         Ok(m) => m,
@@ -97,19 +105,21 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Reply {
             framed.extend_from_slice(&response);
             reply(framed, OK, "", None)
         }
-        Ok((Accepted::Full, _)) => {
-            let why = "every upstream's buffer is full (is the upstream down?); retry later";
-            let retry = RetryInfo { retry_delay: Some(ProtoDuration { seconds: RETRY_AFTER.as_secs() as i64, nanos: 0 }) };
-            let details = Status {
-                code: UNAVAILABLE,
-                message: why.to_string(),
-                details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: retry.encode_to_vec() }],
-            };
-            reply(Vec::new(), UNAVAILABLE, why, Some(details.encode_to_vec()))
-        }
-        Err(BadRequest::TooLarge) => refuse(&door, RESOURCE_EXHAUSTED, &BadRequest::TooLarge.to_string()),
+        Ok((Accepted::Full, _)) => unavailable("every upstream's buffer is full (is the upstream down?); retry later"),
+        Err(e @ (BadRequest::TooLarge | BadRequest::TooMany(_))) => refuse(&door, RESOURCE_EXHAUSTED, &e.to_string()),
         Err(e) => refuse(&door, INVALID_ARGUMENT, &e.to_string()),
     }
+}
+
+/// UNAVAILABLE with a RetryInfo: the SDK keeps the data and sends it again after `RETRY_AFTER`.
+fn unavailable(why: &str) -> Reply {
+    let retry = RetryInfo { retry_delay: Some(ProtoDuration { seconds: RETRY_AFTER.as_secs() as i64, nanos: 0 }) };
+    let details = Status {
+        code: UNAVAILABLE,
+        message: why.to_string(),
+        details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: retry.encode_to_vec() }],
+    };
+    reply(Vec::new(), UNAVAILABLE, why, Some(details.encode_to_vec()))
 }
 
 /// The one message of a unary call, decompressed if its flag says so.
@@ -128,7 +138,7 @@ fn unframe(body: Bytes, encoding: Option<&str>) -> Result<Bytes, (i32, String)> 
     match (body[0], encoding) {
         (0, _) => Ok(msg),
         (1, Some(e)) if e != "identity" => message::decompress(Some(e), msg).map_err(|e| match e {
-            BadRequest::TooLarge => (RESOURCE_EXHAUSTED, e.to_string()),
+            BadRequest::TooLarge | BadRequest::TooMany(_) => (RESOURCE_EXHAUSTED, e.to_string()),
             BadRequest::Encoding(_) => (UNIMPLEMENTED, e.to_string()),
             e => (INTERNAL, e.to_string()),
         }),

@@ -14,7 +14,10 @@ use super::signal::{Kind, Signal};
 use crate::relay::buffer::Item;
 
 /// The largest request body the receiver takes, after decompression.
-pub const MAX_BODY: usize = 16 << 20;
+pub const MAX_BODY: usize = 8 << 20;
+/// The most a request may take once decoded, as `estimate.rs` reckons it from the wire (a
+/// typical span of 300 bytes counts about 1.1 KB, so this admits requests of about 4 MiB).
+pub const MAX_DECODED: usize = 16 << 20;
 /// X-Ray's OTLP endpoint takes at most 10,000 spans and 5 MB (uncompressed) in one request;
 /// every upstream gets batches within these (spans, data points or log records), with room to
 /// spare on the bytes.
@@ -54,6 +57,8 @@ pub enum BadRequest {
     Gzip(String),
     #[error("the body is over {} MiB (after decompression); send smaller batches", MAX_BODY >> 20)]
     TooLarge,
+    #[error("the request holds too many values: it would take about {} MiB once decoded (at most {} MiB); send smaller batches", .0 >> 20, MAX_DECODED >> 20)]
+    TooMany(usize),
     #[error("the body is not an OTLP {kind} in protobuf: {1}", kind = .0.request())]
     Protobuf(Kind, String),
     #[error("the body is not an OTLP {kind} in JSON: {1}", kind = .0.request())]
@@ -71,7 +76,9 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
             Ok(body)
         }
         Some("gzip") => {
-            let mut out = Vec::with_capacity(body.len() * 4);
+            // Room for the limit at once: pages are only taken as they are written, and the
+            // buffer never doubles past the limit (which would copy, and hold, twice as much).
+            let mut out = Vec::with_capacity(MAX_BODY + 1);
             flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY as u64 + 1).read_to_end(&mut out).map_err(|e| BadRequest::Gzip(e.to_string()))?;
             if out.len() > MAX_BODY {
                 return Err(BadRequest::TooLarge);
@@ -83,6 +90,10 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
 }
 
 pub fn decode<S: Signal>(format: Format, body: &[u8]) -> Result<S, BadRequest> {
+    let cost = super::estimate::decoded(S::KIND, format, body);
+    if cost > MAX_DECODED {
+        return Err(BadRequest::TooMany(cost));
+    }
     let json = |e: serde_json::Error| BadRequest::Json(S::KIND, e.to_string());
     match format {
         Format::Protobuf => S::decode(body).map_err(|e| BadRequest::Protobuf(S::KIND, e.to_string())),

@@ -14,6 +14,7 @@
 //! the data and tries again rather than having it dropped here.
 
 pub mod emf;
+pub mod estimate;
 pub mod grpc;
 pub mod message;
 pub mod receiver;

@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -19,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use super::message::{self, BadRequest, Format};
 use super::signal::{Kind, Signal};
 use super::{Accepted, Ingest, RETRY_AFTER};
+use crate::relay::bodies::{self, Bodies, BodyError};
 use crate::relay::problems::Problems;
 use crate::relay::serve::{declared_length, Body, Reply};
 
@@ -27,7 +27,12 @@ use crate::relay::serve::{declared_length, Body, Reply};
 pub struct Door {
     ingests: [Option<Arc<Ingest>>; 3],
     problems: Mutex<Problems>,
+    /// The request bodies all OTLP listeners hold at once (`bodies.rs`).
+    pub bodies: Bodies,
 }
+
+/// What the OTLP listeners' request bodies may hold at once, all together.
+pub const BODIES_IN_FLIGHT: usize = 12 << 20;
 
 impl Door {
     pub fn new(ingests: impl IntoIterator<Item = Arc<Ingest>>) -> Door {
@@ -36,7 +41,7 @@ impl Door {
             let slot = Kind::ALL.iter().position(|k| *k == i.kind).expect("a known signal");
             by_kind[slot] = Some(i);
         }
-        Door { ingests: by_kind, problems: Mutex::new(Problems::default()) }
+        Door { ingests: by_kind, problems: Mutex::new(Problems::default()), bodies: Bodies::new(BODIES_IN_FLIGHT) }
     }
 
     pub fn get(&self, kind: Kind) -> Option<&Arc<Ingest>> {
@@ -103,14 +108,24 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, In
         let why = format!("Content-Type {content_type:?} is not supported: send application/x-protobuf or application/json");
         return door.refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, &why);
     };
-    // Refused before reading, so the client is not left writing into a closed connection.
-    if declared_length(&req).is_some_and(|n| n > message::MAX_BODY as u64) {
-        return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string());
-    }
     let encoding = req.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = match Limited::new(req.into_body(), message::MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string()),
+    // An over-limit declared length is refused before reading, so the client is not left
+    // writing into a closed connection; the room the body holds is given back when it is done.
+    let declared = declared_length(&req);
+    let (body, _held) = match door.bodies.read(req.into_body(), declared, message::MAX_BODY).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string()),
+        Err(BodyError::Busy) => {
+            let why = format!("the agent is reading {} MiB of other requests' bodies; retry later", door.bodies.bytes() >> 20);
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, Some(format), message::status(Some(format), message::UNAVAILABLE, &why))?;
+            r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER.as_secs().into());
+            return Ok(r);
+        }
+        Err(BodyError::Slow) => {
+            let why = format!("the body did not arrive within {} s", bodies::BODY_TIMEOUT.as_secs());
+            return door.refuse(StatusCode::REQUEST_TIMEOUT, Some(format), &why);
+        }
+        Err(BodyError::Broken(e)) => return door.refuse(StatusCode::BAD_REQUEST, Some(format), &format!("cannot read the request body: {e}")),
     };
     let body = match message::decompress(encoding.as_deref(), body) {
         Ok(b) => b,
@@ -144,6 +159,6 @@ pub fn accept<S: Signal>(ingest: &Ingest, format: Format, body: Bytes) -> Result
 }
 
 fn refuse_body(door: &Door, format: Format, e: BadRequest) -> Result<Reply, Infallible> {
-    let status = if matches!(e, BadRequest::TooLarge) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    let status = if matches!(e, BadRequest::TooLarge | BadRequest::TooMany(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
     door.refuse(status, Some(format), &e.to_string())
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -22,6 +21,7 @@ use tracing::{debug, warn};
 
 use crate::aws::http::{self as aws_http, HttpClient, Signer};
 use crate::aws::Shared;
+use crate::relay::bodies::{self, Bodies, BodyError};
 use crate::relay::serve::{self, Body, Reply};
 
 /// The largest request body taken: sampling requests are a few KB (a statistics document per
@@ -37,11 +37,16 @@ struct Upstream {
     aws: Shared,
     signer: Mutex<Signer>,
     client: OnceCell<Result<HttpClient, String>>,
+    bodies: Bodies,
 }
+
+/// What the sampling requests' bodies may hold at once (they are a few KB each).
+const BODIES_IN_FLIGHT: usize = 1 << 20;
 
 /// Serves until `cancel`. The listener is bound by the caller, so a taken port is its error.
 pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, aws: Shared) {
-    let upstream = Arc::new(Upstream { aws, signer: Mutex::new(Signer::new("xray")), client: OnceCell::new() });
+    let upstream =
+        Arc::new(Upstream { aws, signer: Mutex::new(Signer::new("xray")), client: OnceCell::new(), bodies: Bodies::new(BODIES_IN_FLIGHT) });
     serve::serve("X-Ray sampling", listener, cancel, move |req| handle(req, upstream.clone())).await
 }
 
@@ -74,10 +79,15 @@ async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply
         return too_large();
     }
     let path = path.to_string();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(_) => return say(StatusCode::BAD_REQUEST, "cannot read the request body".into()),
+    let declared = serve::declared_length(&req);
+    let (body, _held) = match upstream.bodies.read(req.into_body(), declared, MAX_BODY).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Busy) => return say(StatusCode::SERVICE_UNAVAILABLE, "too many sampling requests at once; retry later".into()),
+        Err(BodyError::Slow) => {
+            return say(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", bodies::BODY_TIMEOUT.as_secs()))
+        }
+        Err(BodyError::Broken(e)) => return say(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")),
     };
     // X-Ray would refuse it too, with less to go on.
     let body = if body.is_empty() { Bytes::from_static(b"{}") } else { body };
