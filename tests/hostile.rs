@@ -234,7 +234,16 @@ fn every_listener_stays_within_its_ceiling_under_hostile_input() {
         }
         stalled.push(s);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // The budget filled: the agent answers the bodies that did not fit with 503.
+    wait_until(Duration::from_secs(10), "a 503 for a body over the reading budget", || {
+        stalled.iter().any(|s| {
+            let mut head = [0u8; 12];
+            s.set_nonblocking(true).unwrap();
+            let got = s.peek(&mut head).is_ok_and(|n| n == 12 && &head == b"HTTP/1.1 503");
+            s.set_nonblocking(false).unwrap();
+            got
+        })
+    });
     eprintln!("stalled bodies: peak RSS {} kB", t.peak_kb());
     drop(stalled);
     t.still_serves("80 stalled bodies");

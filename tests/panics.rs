@@ -53,13 +53,13 @@ impl Agent {
         (code(&out, "agent health"), stdout(&out).trim().to_string())
     }
 
-    /// The supervisor still reaps (no orphan stays a zombie), still forwards SIGTERM (the app's
+    /// The supervisor still reaps (no orphan, all made after the panic, stays a zombie), still
+    /// forwards SIGTERM (the app's
     /// exit code 7 is the agent's); the panic was logged once. Returns the whole log.
     fn stop(mut self, point: &str) -> String {
         wait_until(Duration::from_secs(10), "the agent to have no zombie children", || {
             children_of(self.pid as i32).iter().all(|c| !read(std::path::Path::new(&format!("/proc/{c}/stat"))).contains(") Z "))
         });
-        std::thread::sleep(Duration::from_millis(300)); // orphans made after the panic, reaped too
         assert!(alive(self.pid as i32), "the agent is still running after the panic at {point}");
         signal(self.pid, libc::SIGTERM);
         let status = wait_child(&mut self.child, Duration::from_secs(20), "the agent after SIGTERM");
