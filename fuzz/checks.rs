@@ -3,7 +3,9 @@
 //! none of these may panic, hang or use unbounded memory.
 #![allow(dead_code)]
 
-use agent::relay::otlp::message::{decode, decompress, Format};
+use agent::relay::otlp::emf::Emf;
+use agent::relay::otlp::message::{check, chunks, decode, decompress, Format};
+use agent::relay::otlp::signal::Signal;
 use agent::relay::xray::from_otlp::{convert, Indexed};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -35,16 +37,39 @@ pub fn otlp_protobuf(data: &[u8]) {
     } else {
         bytes::Bytes::copy_from_slice(data)
     };
-    let _ = decode::<ExportTraceServiceRequest>(Format::Protobuf, &body);
-    let _ = decode::<ExportMetricsServiceRequest>(Format::Protobuf, &body);
-    let _ = decode::<ExportLogsServiceRequest>(Format::Protobuf, &body);
+    every_signal(Format::Protobuf, &body);
 }
 
 /// OTLP/HTTP JSON bodies of every signal (camelCase and the proto's snake_case keys).
 pub fn otlp_json(data: &[u8]) {
-    let _ = decode::<ExportTraceServiceRequest>(Format::Json, data);
-    let _ = decode::<ExportMetricsServiceRequest>(Format::Json, data);
-    let _ = decode::<ExportLogsServiceRequest>(Format::Json, data);
+    every_signal(Format::Json, data);
+}
+
+/// What the receiver does with a body of each signal: decode (after the size estimate), drop
+/// invalid items, cut into chunks (small ones here, so the splitting runs); metrics also to
+/// CloudWatch EMF lines, twice, so cumulative series go through the delta path.
+fn every_signal(format: Format, body: &[u8]) {
+    receive::<ExportTraceServiceRequest>(format, body);
+    receive::<ExportLogsServiceRequest>(format, body);
+    if let Some(request) = receive::<ExportMetricsServiceRequest>(format, body) {
+        emf(request);
+    }
+}
+
+fn receive<S: Signal>(format: Format, body: &[u8]) -> Option<S> {
+    let request = decode::<S>(format, body).ok()?;
+    let checked = check(request);
+    let kept = checked.request.clone();
+    let whole = checked.items;
+    let cut = chunks(checked, None, 3, 256);
+    assert_eq!(cut.iter().map(|c| c.count).sum::<u64>(), whole, "chunks lose or add items");
+    Some(kept)
+}
+
+fn emf(request: ExportMetricsServiceRequest) {
+    let mut emf = Emf::new(None, Box::new(std::io::sink()));
+    let _ = emf.lines(request.clone());
+    let _ = emf.lines(request);
 }
 
 /// OTLP spans -> X-Ray segment documents (`--otlp-xray-segments`), every attribute indexed.
@@ -73,5 +98,16 @@ pub fn settings(data: &[u8]) {
         let _ = agent::config::parse_role_arn(s);
         let _ = s.parse::<agent::signals::Signo>();
         let _ = s.parse::<agent::signals::Rewrite>();
+    }
+}
+
+/// StatsD datagrams (`--statsd`): the lines taken into series, flushed as OTLP metrics and
+/// written as EMF.
+pub fn statsd(data: &[u8]) {
+    let mut aggregator = agent::relay::statsd::Aggregator::new("fuzz".to_string());
+    aggregator.take(data);
+    aggregator.take(data);
+    if let Some(request) = aggregator.flush() {
+        emf(request);
     }
 }

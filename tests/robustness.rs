@@ -7,29 +7,27 @@ mod checks;
 
 use proptest::prelude::*;
 
-/// Valid inputs for each target, which the mutation strategy starts from.
+/// The seed inputs in fuzz/seeds/ (cargo-fuzz starts every target from all of them;
+/// scripts/fuzz), which the mutation strategy starts from too.
 fn seeds() -> Vec<Vec<u8>> {
-    let span = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"","name":"GET /x","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000","attributes":[{"key":"http.request.method","value":{"stringValue":"GET"}},{"key":"http.response.status_code","value":{"intValue":"500"}},{"key":"k","value":{"kvlistValue":{"values":[{"key":"a","value":{"arrayValue":{"values":[{"doubleValue":1.5}]}}}]}}}],"events":[{"name":"exception","attributes":[{"key":"exception.type","value":{"stringValue":"E"}}]}],"status":{"code":2}}]}]}]}"#;
-    let segment = r#"{"format":"json","version":1}
-{"name":"app","id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","start_time":1478293361.271,"end_time":1478293361.449,"http":{"request":{"method":"GET","url":"http://x/y"},"response":{"status":500}},"fault":true,"subsegments":[{"name":"db","id":"70de5b6f19ff9a0b","start_time":1478293361.3,"end_time":1478293361.4,"namespace":"remote","sql":{"url":"pg://db"}}],"annotations":{"a":1},"metadata":{"default":{"k":"v"}}}"#;
-    let protobuf = {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        use prost::Message;
-        serde_json::from_str::<ExportTraceServiceRequest>(span).unwrap().encode_to_vec()
-    };
-    vec![
-        span.as_bytes().to_vec(),
-        segment.as_bytes().to_vec(),
-        protobuf,
-        b"arn:aws:secretsmanager:us-east-1:123456789012:secret:flask-api/database-AbCdEf:password:AWSCURRENT:".to_vec(),
-        b"arn:aws:ssm:us-east-1:123456789012:parameter/cruddur/backend-flask/CONNECTION_URL".to_vec(),
-        b"/cruddur/backend-flask/OTEL_EXPORTER_OTLP_HEADERS".to_vec(),
-        b"1m30s".to_vec(),
-        b"4MiB".to_vec(),
-        b"127.0.0.1:2000".to_vec(),
-        b"TERM:QUIT".to_vec(),
-        b"arn:aws:iam::123456789012:role/xray-writer".to_vec(),
-    ]
+    seed_files().into_iter().map(|(_, bytes)| bytes).collect()
+}
+
+fn seed_files() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn seed(name: &str) -> Vec<u8> {
+    seed_files().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no seed fuzz/seeds/{name}")).1
 }
 
 /// A seed with up to 16 bytes replaced, inserted or removed.
@@ -78,16 +76,97 @@ proptest! {
 
     #[test]
     fn settings(data in input()) { checks::settings(&data) }
+
+    #[test]
+    fn statsd(data in input()) { checks::statsd(&data) }
 }
 
 #[test]
 fn the_seeds_are_valid_inputs() {
     // The mutations start from inputs that get past the first checks, so they reach the code
-    // behind them.
-    let s = seeds();
-    assert!(agent::relay::xray::datagram::parse(&s[1]).is_ok());
-    assert!(agent::relay::xray::to_otlp::convert(agent::relay::xray::datagram::parse(&s[1]).unwrap()).is_ok());
-    assert!(std::str::from_utf8(&s[3]).unwrap().parse::<agent::secrets::reference::Reference>().is_ok());
-    assert!(agent::config::parse_duration("1m30s").is_ok() && agent::config::parse_size("4MiB").is_ok());
-    assert!("TERM:QUIT".parse::<agent::signals::Rewrite>().is_ok());
+    // behind them: every seed is accepted by the target it is for.
+    use agent::relay::otlp::message::{check, decode, decompress, Format};
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
+    };
+    let items = |name: &str| -> u64 {
+        let (format, body) = match name.rsplit_once('.') {
+            Some((_, "json")) => (Format::Json, seed(name)),
+            Some((_, "pb")) => (Format::Protobuf, seed(name)),
+            Some((_, "gz")) => (Format::Protobuf, decompress(Some("gzip"), seed(name).into()).unwrap().to_vec()),
+            _ => panic!("{name}"),
+        };
+        if name.starts_with("traces") {
+            check(decode::<ExportTraceServiceRequest>(format, &body).unwrap()).items
+        } else if name.starts_with("metrics") {
+            check(decode::<ExportMetricsServiceRequest>(format, &body).unwrap()).items
+        } else {
+            check(decode::<ExportLogsServiceRequest>(format, &body).unwrap()).items
+        }
+    };
+    assert_eq!(items("traces.json"), 3);
+    assert_eq!(items("traces-snake.json"), 1);
+    assert_eq!(items("metrics.json"), 6, "one data point for each kind of metric");
+    assert_eq!(items("logs.json"), 2);
+    for name in ["traces.pb", "metrics.pb", "logs.pb", "traces.pb.gz"] {
+        let json = name.split('.').next().unwrap().to_string() + ".json";
+        assert_eq!(items(name), items(&json), "{name} is {json} in protobuf");
+    }
+    for name in ["segment.txt", "subsegment.txt", "health-probe.txt"] {
+        let bytes = seed(name);
+        let doc = agent::relay::xray::datagram::parse(&bytes).unwrap();
+        agent::relay::xray::to_otlp::convert(doc).unwrap();
+    }
+    let probe = seed("health-probe.txt");
+    assert!(agent::relay::xray::datagram::is_health_probe(agent::relay::xray::datagram::parse(&probe).unwrap()));
+    let mut statsd = agent::relay::statsd::Aggregator::new("s".into());
+    statsd.take(&seed("statsd.txt"));
+    assert_eq!((statsd.lines, statsd.rejected), (7, 0));
+    for (name, bytes) in seed_files().into_iter().filter(|(n, _)| n.starts_with("value-from-")) {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.parse::<agent::secrets::reference::Reference>().is_ok(), "{name}");
+    }
+    let text = |name: &str| String::from_utf8(seed(name)).unwrap();
+    assert!(agent::config::parse_duration(&text("duration.txt")).is_ok());
+    assert!(agent::config::parse_size(&text("size.txt")).is_ok());
+    assert!(agent::config::parse_address(&text("address.txt")).is_ok());
+    assert!(agent::config::parse_address(&text("address6.txt")).is_ok());
+    assert!(agent::config::parse_role_arn(&text("role-arn.txt")).is_ok());
+    assert!(text("rewrite.txt").parse::<agent::signals::Rewrite>().is_ok());
+}
+
+/// The protobuf seeds are their JSON twins encoded (`FUZZ_WRITE_SEEDS=1` writes them again).
+#[test]
+fn the_protobuf_seeds_are_the_json_ones() {
+    use agent::relay::otlp::message::{decode, Format};
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
+    };
+    use prost::Message;
+    let encoded = |name: &str| -> Vec<u8> {
+        let json = seed(&format!("{name}.json"));
+        match name {
+            "traces" => decode::<ExportTraceServiceRequest>(Format::Json, &json).unwrap().encode_to_vec(),
+            "metrics" => decode::<ExportMetricsServiceRequest>(Format::Json, &json).unwrap().encode_to_vec(),
+            _ => decode::<ExportLogsServiceRequest>(Format::Json, &json).unwrap().encode_to_vec(),
+        }
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for name in ["traces", "metrics", "logs"] {
+        let want = encoded(name);
+        if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
+            std::fs::write(dir.join(format!("{name}.pb")), &want).unwrap();
+            if name == "traces" {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&want).unwrap();
+                std::fs::write(dir.join("traces.pb.gz"), gz.finish().unwrap()).unwrap();
+            }
+        }
+        assert_eq!(
+            seed(&format!("{name}.pb")),
+            want,
+            "fuzz/seeds/{name}.pb is not fuzz/seeds/{name}.json encoded; FUZZ_WRITE_SEEDS=1 cargo test --test robustness writes it"
+        );
+    }
 }
