@@ -207,6 +207,59 @@ mod injected {
     }
 
     #[test]
+    fn statsd() {
+        let sink = Sink::start(&[]);
+        let socket = socket_name("panic-statsd");
+        let a = agent(
+            "statsd",
+            &[
+                "--otlp-address",
+                "127.0.0.1:0",
+                "--statsd-address",
+                "127.0.0.1:0",
+                "--otlp-flush-interval",
+                "100ms",
+                "--health-socket",
+                &socket,
+                "--health-exports-failing",
+                "1h",
+            ],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint())],
+        );
+        let address = bound_address(&a.err, "relaying OTLP");
+        let log = a.log();
+        let statsd = log.lines().find_map(|l| l.split(" statsd=").nth(1)).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.send_to(b"hits:1|c", &statsd).unwrap();
+        a.panicked("statsd");
+        let (c, line) = a.health(&["--socket", &socket]);
+        assert_eq!(c, 1, "{line}");
+        assert!(line.starts_with("unhealthy: the agent's StatsD receiver stopped after a panic at "), "{line}");
+        // The rest of the relay goes on: a span is still relayed.
+        let (status, head) = http_post(&address, "/v1/traces", "application/json", SPAN.as_bytes());
+        assert_eq!(status, 200, "{head}");
+        wait_until(Duration::from_secs(10), "the span at the backend", || sink.spans().len() == 1);
+        let log = a.stop("statsd");
+        assert!(log.contains("received=1 sent=1 rejected=0 dropped=0"), "{log}");
+    }
+
+    #[test]
+    fn sampling() {
+        let closed = Closed::new();
+        let endpoint = closed.endpoint();
+        let env = [("AGENT_NO_XRAY", "false"), ("AWS_ENDPOINT_URL", endpoint.as_str())];
+        let a = agent("sampling", &["--xray-address", "127.0.0.1:0"], &env);
+        let address = bound_address(&a.err, "receiving X-Ray segments");
+        let (status, head) = http_post(&address, "/GetSamplingRules", "application/json", b"{}");
+        assert_eq!(status, 0, "the request that met the panic gets no answer (its connection closes): {head}");
+        a.panicked("sampling");
+        // One request's panic ends that connection only: the proxy answers the next.
+        let (status, head) = http_post(&address, "/GetSamplingRules", "application/json", b"not json");
+        assert_eq!(status, 400, "{head}");
+        a.stop("sampling");
+    }
+
+    #[test]
     fn relay() {
         let sink = Sink::start(&[]);
         let a = agent("relay", &["--otlp-address", "127.0.0.1:0"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint())]);
