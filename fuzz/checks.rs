@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use agent::relay::otlp::emf::Emf;
+use agent::relay::otlp::estimate;
 use agent::relay::otlp::message::{check, chunks, decode, decompress, Format};
 use agent::relay::otlp::signal::Signal;
 use agent::relay::xray::from_otlp::{convert, Indexed};
@@ -57,6 +58,9 @@ fn every_signal(format: Format, body: &[u8]) {
 }
 
 fn receive<S: Signal>(format: Format, body: &[u8]) -> Option<S> {
+    // The receiver walks only bodies whose bound says they might be too large.
+    let (cost, bound) = (estimate::decoded(S::KIND, format, body), estimate::at_most(format, body.len()));
+    assert!(cost <= bound, "estimated {cost} > bound {bound}");
     let request = decode::<S>(format, body).ok()?;
     let checked = check(request);
     let kept = checked.request.clone();

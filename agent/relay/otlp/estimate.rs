@@ -22,6 +22,30 @@ pub const PER_VALUE: usize = 32;
 /// prost's own recursion limit: nothing deeper is decoded.
 const MAX_DEPTH: u32 = 100;
 
+/// Whether `body`, an OTLP `kind` request in `format`, would take more than `limit` bytes once
+/// decoded. A body too short to get there (`at_most`) is not walked: an SDK's batch of 512
+/// spans, 100–300 KB, is far below what 16 MiB needs, and the walk was a seventh of the relay's
+/// instructions (BENCHMARKS.md).
+pub fn over(kind: Kind, format: Format, body: &[u8], limit: usize) -> Option<usize> {
+    if at_most(format, body.len()) <= limit {
+        return None;
+    }
+    Some(decoded(kind, format, body)).filter(|&cost| cost > limit)
+}
+
+/// The most `decoded` can say of a body of `len` bytes. Protobuf: every value costs `PER_VALUE`
+/// and takes at least two bytes (a key, and a value or a length), but for one cut-off key at the
+/// end of each message, which takes one: the densest body is a message field holding only a
+/// cut-off key, two values in three bytes; a leaf's bytes count once, a packed varint's eight
+/// times, both within that. JSON: the body's length, plus a value for each `{`, `[` and pair
+/// of quotes, one byte each at most.
+pub fn at_most(format: Format, len: usize) -> usize {
+    match format {
+        Format::Protobuf => len.saturating_mul(2 * PER_VALUE).div_ceil(3).saturating_add(PER_VALUE),
+        Format::Json => len.saturating_mul(PER_VALUE + 1),
+    }
+}
+
 /// The estimated memory `body`, an OTLP `kind` request in `format`, takes once decoded.
 pub fn decoded(kind: Kind, format: Format, body: &[u8]) -> usize {
     match format {
@@ -248,6 +272,36 @@ mod tests {
             deep = next;
         }
         assert!(decoded(Kind::Traces, Format::Protobuf, &deep) < deep.len() + 200 * PER_VALUE);
+    }
+
+    #[test]
+    fn no_body_is_estimated_over_its_bound() {
+        // The densest bodies for the walk: a cut-off key alone; message fields (each kind of
+        // message: trace request > resource spans > scope spans > span > attribute > value)
+        // holding only a cut-off key, nested; packed varints; and a JSON body of brackets.
+        let mut dense: Vec<Vec<u8>> = vec![vec![0x08], vec![0x0a, 0x01, 0x08], vec![0x0a, 0x00]];
+        let mut nested = vec![0x08];
+        for field in [5u8, 2, 9, 2, 2, 1] {
+            let mut outer = vec![(field << 3) | 2, nested.len() as u8];
+            outer.extend_from_slice(&nested);
+            nested = outer;
+            dense.push(nested.clone());
+        }
+        let walked = decoded(Kind::Traces, Format::Protobuf, &nested);
+        assert_eq!(walked, 7 * PER_VALUE, "all six levels walked, and the cut-off key");
+        dense.push([0x0a, 0x01, 0x08].repeat(1000));
+        for body in &dense {
+            for kind in [Kind::Traces, Kind::Metrics, Kind::Logs] {
+                let (cost, bound) = (decoded(kind, Format::Protobuf, body), at_most(Format::Protobuf, body.len()));
+                assert!(cost <= bound, "{cost} > {bound} for {body:02x?}");
+            }
+        }
+        // The three-byte message of a cut-off key is the worst case, so the bound is tight.
+        assert_eq!(decoded(Kind::Traces, Format::Protobuf, &[0x0a, 0x01, 0x08].repeat(1000)), 1000 * 2 * PER_VALUE);
+        assert_eq!(decoded(Kind::Traces, Format::Json, &[b'['; 100]), at_most(Format::Json, 100));
+        let big = request(600_000);
+        assert!(over(Kind::Traces, Format::Protobuf, &big, 16 << 20).is_some(), "a big body is still walked and refused");
+        assert_eq!(over(Kind::Traces, Format::Protobuf, &request(1000), 16 << 20), None);
     }
 
     #[test]

@@ -90,8 +90,7 @@ pub fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, BadReque
 }
 
 pub fn decode<S: Signal>(format: Format, body: &[u8]) -> Result<S, BadRequest> {
-    let cost = super::estimate::decoded(S::KIND, format, body);
-    if cost > MAX_DECODED {
+    if let Some(cost) = super::estimate::over(S::KIND, format, body, MAX_DECODED) {
         return Err(BadRequest::TooMany(cost));
     }
     let json = |e: serde_json::Error| BadRequest::Json(S::KIND, e.to_string());
