@@ -2,7 +2,8 @@
 //! one port, the X-Ray UDP socket and its sampling proxy, StatsD, the health socket) gets what
 //! a broken or hostile client could send — huge declared Content-Lengths, slow-loris
 //! connections (many open, none finishing), bodies that arrive slowly and never end, values
-//! nested 20,000 deep, a span with 600,000 attributes, a gzip bomb, floods of datagrams — and
+//! nested 20,000 deep, a span with 600,000 attributes, a gzip bomb, floods of datagrams, HTTP/2
+//! connections full of gRPC calls that never finish — and
 //! after each the app is still running, a normal request is still relayed, and at the end the
 //! agent's peak RSS (VmHWM) is at most 40 MB. The ceilings are in README ("Limits").
 
@@ -248,6 +249,30 @@ fn every_listener_stays_within_its_ceiling_under_hostile_input() {
     drop(stalled);
     t.still_serves("80 stalled bodies");
 
+    // 3b. Requests being read at once, counted: the sampling proxy reads 64; with 64 stalled,
+    //     the next request is refused at once with 503 and Retry-After.
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(&t.xray).unwrap();
+        s.write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").unwrap();
+        slow.push(s);
+    }
+    let mut answer = String::new();
+    wait_until(Duration::from_secs(10), "the 65th sampling request refused", || {
+        let mut s = TcpStream::connect(&t.xray).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(
+            b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        );
+        answer.clear();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 503")
+    });
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1") && lower.contains("64 requests"), "{answer}");
+    drop(slow);
+    t.still_serves("64 stalled sampling requests");
+
     // 4. Nesting 20,000 deep, JSON and protobuf; X-Ray subsegments nested as deep.
     for (ct, body) in [("application/json", nested_json(20_000).into_bytes()), ("application/x-protobuf", nested_protobuf(20_000))] {
         let status = post_with(&t.otlp, "/v1/traces", &format!("Content-Type: {ct}\r\n"), &body);
@@ -318,11 +343,102 @@ fn every_listener_stays_within_its_ceiling_under_hostile_input() {
     drop(held);
     t.still_serves("2,000 idle health connections");
 
+    // 9. HTTP/2 (OTLP/gRPC on the same port). 200 connections each opening the 8 calls a
+    //    connection may have, sending 600 bytes of a 1 MiB message on each, never finishing
+    //    one and never reading an answer: all held, within the budgets.
+    let h2: Vec<TcpStream> = (0..200).filter_map(|_| h2_stalled(&t.otlp, 8, 600)).collect();
+    assert!(h2.len() >= 190, "connected {}", h2.len());
+    // 50 more opening 100 calls at once: past the 8, each call is refused (RST_STREAM,
+    // REFUSED_STREAM), and past 32 refusals the connection is closed (GOAWAY,
+    // ENHANCE_YOUR_CALM) rather than kept with its reset streams.
+    for _ in 0..50 {
+        let mut s = h2_stalled(&t.otlp, 100, 600).expect("an HTTP/2 connection");
+        let frames = h2_frames(&mut s, |f| f.iter().any(|(kind, _, _)| *kind == 0x7), Duration::from_secs(10));
+        let goaway = frames.iter().find(|(kind, _, _)| *kind == 0x7).map(|(_, _, p)| p.clone());
+        assert_eq!(goaway.as_deref().map(|p| &p[4..8]), Some(&[0, 0, 0, 0xb][..]), "GOAWAY with ENHANCE_YOUR_CALM");
+    }
+    // One more, read: calls 9 to 12 are refused, so the frames were taken as HTTP/2 and the cap
+    // holds.
+    let mut probe = h2_stalled(&t.otlp, 12, 600).expect("an HTTP/2 connection");
+    let frames = h2_frames(&mut probe, |f| f.iter().filter(|(kind, _, _)| *kind == 0x3).count() >= 4, Duration::from_secs(10));
+    let refused: Vec<u32> = frames.iter().filter(|(kind, _, p)| *kind == 0x3 && p[..] == [0, 0, 0, 7]).map(|(_, id, _)| *id).collect();
+    assert_eq!(refused, vec![17, 19, 21, 23], "the 9th to 12th calls refused");
+    eprintln!("HTTP/2: {} connections of 8 stalled calls held", h2.len());
+    t.still_serves("HTTP/2 floods");
+    drop((h2, probe));
+
     let peak = t.peak_kb();
     eprintln!("all attacks in {:?}: peak RSS {peak} kB (ceiling {CEILING_KB} kB)", started.elapsed());
     assert!(peak <= CEILING_KB, "peak RSS {peak} kB is over {CEILING_KB} kB");
     signal(t.pid(), libc::SIGTERM);
     wait_child(&mut t.agent, Duration::from_secs(30), "the agent after SIGTERM");
+}
+
+/// An HTTP/2 frame (RFC 9113 section 4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An HTTP/2 client by hand (the tests have no h2 client): one connection opening `calls`
+/// OTLP/gRPC Export calls, each sending `bytes` of a message declared 1 MiB long and never
+/// finishing it; nothing is read. Header blocks are HPACK literals without indexing.
+fn h2_stalled(address: &str, calls: u32, bytes: usize) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(address).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+        (":authority", "x"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.extend_from_slice(&[0, name.len() as u8]);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+    let mut message = vec![0u8; bytes];
+    message[..5].copy_from_slice(&[0, 0, 0x10, 0, 0]); // not compressed, 1 MiB
+    for call in 0..calls {
+        out.extend(h2_frame(0x1, 0x4, 2 * call + 1, &block)); // HEADERS, END_HEADERS
+        out.extend(h2_frame(0x0, 0, 2 * call + 1, &message)); // DATA, the stream left open
+    }
+    s.write_all(&out).ok()?;
+    Some(s)
+}
+
+/// Reads HTTP/2 frames (kind, stream, payload) until `enough` says so, the connection closes
+/// or `within` passes.
+fn h2_frames(s: &mut TcpStream, enough: impl Fn(&[(u8, u32, Vec<u8>)]) -> bool, within: Duration) -> Vec<(u8, u32, Vec<u8>)> {
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + within;
+    let (mut buf, mut frames) = (Vec::new(), Vec::new());
+    let mut chunk = [0u8; 16384];
+    while !enough(&frames) && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+        while buf.len() >= 9 {
+            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            frames.push((buf[3], stream, buf[9..9 + len].to_vec()));
+            buf.drain(..9 + len);
+        }
+    }
+    frames
 }
 
 #[test]

@@ -6,6 +6,11 @@
 //! A body that does not fit in what is left is refused at once with 503 and Retry-After (the
 //! app's SDK keeps its data and sends again); a declared Content-Length reserves its room before
 //! a byte is read, an undeclared (chunked) body reserves as it arrives.
+//!
+//! The requests being read at once are counted too (each holds its task and hyper's state while
+//! its body comes): one over the count is refused the same way, at once. For OTLP the count is
+//! what the listeners allow anyway on one port (256 connections, 8 HTTP/2 calls each), so it
+//! binds only when HTTP and gRPC have ports of their own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,8 @@ const UNIT: usize = 1024;
 pub struct Bodies {
     room: Arc<Semaphore>,
     bytes: usize,
+    requests: Arc<Semaphore>,
+    max_requests: usize,
 }
 
 /// Room held in the budget; given back when dropped (once the request has been dealt with).
@@ -33,13 +40,16 @@ pub struct Bodies {
 pub struct Held {
     permit: Option<OwnedSemaphorePermit>,
     units: usize,
+    /// The request's slot among those read at once.
+    _request: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
     /// Over the request's own limit.
     TooLarge,
-    /// Other bodies hold the budget: try again shortly.
+    /// Other bodies hold the budget, or as many requests as are read at once are being read:
+    /// try again shortly (`Bodies::busy` says why).
     Busy,
     /// Not all there within `BODY_TIMEOUT`.
     Slow,
@@ -48,13 +58,14 @@ pub enum BodyError {
 }
 
 impl Bodies {
-    pub fn new(bytes: usize) -> Bodies {
-        Bodies { room: Arc::new(Semaphore::new(bytes.div_ceil(UNIT))), bytes }
+    /// A budget of `bytes` of bodies and `requests` requests being read at once.
+    pub fn new(bytes: usize, requests: usize) -> Bodies {
+        Bodies { room: Arc::new(Semaphore::new(bytes.div_ceil(UNIT))), bytes, requests: Arc::new(Semaphore::new(requests)), max_requests: requests }
     }
 
-    /// The budget, in bytes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+    /// Why a request was refused with `BodyError::Busy`, for its answer.
+    pub fn busy(&self) -> String {
+        format!("the agent is reading as much as it reads at once ({} requests, {} MiB of bodies); retry later", self.max_requests, self.bytes >> 20)
     }
 
     /// Makes `held` cover `bytes` in all.
@@ -76,7 +87,8 @@ impl Bodies {
     /// Reads `body` (declaring `declared` bytes, if it did) up to `limit` bytes, within the budget
     /// and `BODY_TIMEOUT`. The bytes come with the room they hold.
     pub async fn read(&self, mut body: Incoming, declared: Option<u64>, limit: usize) -> Result<(Bytes, Held), BodyError> {
-        let mut held = Held::default();
+        let request = self.requests.clone().try_acquire_owned().map_err(|_| BodyError::Busy)?;
+        let mut held = Held { _request: Some(request), ..Held::default() };
         if let Some(n) = declared {
             if n > limit as u64 {
                 return Err(BodyError::TooLarge);

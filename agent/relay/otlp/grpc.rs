@@ -79,9 +79,7 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Reply {
     let (body, _held) = match door.bodies.read(req.into_body(), declared, message::MAX_BODY + 5).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return refuse(&door, RESOURCE_EXHAUSTED, &BadRequest::TooLarge.to_string()),
-        Err(BodyError::Busy) => {
-            return unavailable(&format!("the agent is reading {} MiB of other requests' bodies; retry later", door.bodies.bytes() >> 20))
-        }
+        Err(BodyError::Busy) => return unavailable(&door.bodies.busy()),
         Err(BodyError::Slow) => {
             return refuse(&door, DEADLINE_EXCEEDED, &format!("the request did not arrive within {} s", bodies::BODY_TIMEOUT.as_secs()))
         }

@@ -33,6 +33,8 @@ pub struct Door {
 
 /// What the OTLP listeners' request bodies may hold at once, all together.
 pub const BODIES_IN_FLIGHT: usize = 12 << 20;
+/// Requests being read at once, on all OTLP listeners (HTTP/1 has at most one a connection).
+pub const REQUESTS_IN_FLIGHT: usize = crate::relay::serve::MAX_CONNECTIONS * crate::relay::serve::MAX_STREAMS as usize;
 
 impl Door {
     pub fn new(ingests: impl IntoIterator<Item = Arc<Ingest>>) -> Door {
@@ -41,7 +43,7 @@ impl Door {
             let slot = Kind::ALL.iter().position(|k| *k == i.kind).expect("a known signal");
             by_kind[slot] = Some(i);
         }
-        Door { ingests: by_kind, problems: Mutex::new(Problems::default()), bodies: Bodies::new(BODIES_IN_FLIGHT) }
+        Door { ingests: by_kind, problems: Mutex::new(Problems::default()), bodies: Bodies::new(BODIES_IN_FLIGHT, REQUESTS_IN_FLIGHT) }
     }
 
     pub fn get(&self, kind: Kind) -> Option<&Arc<Ingest>> {
@@ -116,7 +118,7 @@ pub async fn handle(req: Request<Incoming>, door: Arc<Door>) -> Result<Reply, In
         Ok(b) => b,
         Err(BodyError::TooLarge) => return door.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(format), &BadRequest::TooLarge.to_string()),
         Err(BodyError::Busy) => {
-            let why = format!("the agent is reading {} MiB of other requests' bodies; retry later", door.bodies.bytes() >> 20);
+            let why = door.bodies.busy();
             let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, Some(format), message::status(Some(format), message::UNAVAILABLE, &why))?;
             r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER.as_secs().into());
             return Ok(r);

@@ -42,11 +42,17 @@ struct Upstream {
 
 /// What the sampling requests' bodies may hold at once (they are a few KB each).
 const BODIES_IN_FLIGHT: usize = 1 << 20;
+/// Sampling requests being read at once (an SDK asks every few seconds).
+const REQUESTS_IN_FLIGHT: usize = 64;
 
 /// Serves until `cancel`. The listener is bound by the caller, so a taken port is its error.
 pub async fn serve(listener: tokio::net::TcpListener, cancel: CancellationToken, aws: Shared) {
-    let upstream =
-        Arc::new(Upstream { aws, signer: Mutex::new(Signer::new("xray")), client: OnceCell::new(), bodies: Bodies::new(BODIES_IN_FLIGHT) });
+    let upstream = Arc::new(Upstream {
+        aws,
+        signer: Mutex::new(Signer::new("xray")),
+        client: OnceCell::new(),
+        bodies: Bodies::new(BODIES_IN_FLIGHT, REQUESTS_IN_FLIGHT),
+    });
     serve::serve("X-Ray sampling", listener, cancel, move |req| handle(req, upstream.clone())).await
 }
 
@@ -83,7 +89,11 @@ async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply
     let (body, _held) = match upstream.bodies.read(req.into_body(), declared, MAX_BODY).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Busy) => return say(StatusCode::SERVICE_UNAVAILABLE, "too many sampling requests at once; retry later".into()),
+        Err(BodyError::Busy) => {
+            let mut r = say(StatusCode::SERVICE_UNAVAILABLE, upstream.bodies.busy())?;
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
+        }
         Err(BodyError::Slow) => {
             return say(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", bodies::BODY_TIMEOUT.as_secs()))
         }
