@@ -21,8 +21,19 @@ fn all_256_exit_codes_pass_through() {
 fn signal_deaths_are_128_plus_n() {
     for (sig, n) in [("HUP", 1), ("INT", 2), ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("TERM", 15)] {
         let mut cmd = agent_cmd();
-        // `exec` so the shell is replaced by a process with default dispositions.
         cmd.args(["run", "--", "sh", "-c", &format!("kill -{sig} $$; sleep 5")]);
+        // The signals' default actions, whatever this test inherited: under `nohup` SIGHUP is
+        // ignored, the agent rightly passes that on to its child, and the shell would not die.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for s in [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1, libc::SIGTERM] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         let out = run(cmd, T);
         assert_eq!(code(&out, sig), 128 + n, "child killed by SIG{sig}\n{}", stderr(&out));
         assert!(stderr(&out).contains(&format!("child died of SIG{sig}")), "{}", stderr(&out));
