@@ -59,11 +59,7 @@ impl Target {
         let err = collect(agent.stderr.take().unwrap());
         let otlp = bound_address(&err, "relaying OTLP");
         let xray = bound_address(&err, "receiving X-Ray segments");
-        let statsd = {
-            let log = err.lock().unwrap().clone();
-            let line = log.lines().find(|l| l.contains("relaying OTLP")).unwrap().to_string();
-            line.split(" statsd=").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-        };
+        let statsd = statsd_address(&err);
         Target { agent, err, otlp, xray, statsd, socket, sink, sent: 0 }
     }
 

@@ -227,8 +227,7 @@ mod injected {
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint())],
         );
         let address = bound_address(&a.err, "relaying OTLP");
-        let log = a.log();
-        let statsd = log.lines().find_map(|l| l.split(" statsd=").nth(1)).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+        let statsd = statsd_address(&a.err);
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(b"hits:1|c", &statsd).unwrap();
         a.panicked("statsd");

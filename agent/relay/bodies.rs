@@ -87,12 +87,13 @@ impl Bodies {
     /// Reads `body` (declaring `declared` bytes, if it did) up to `limit` bytes, within the budget
     /// and `BODY_TIMEOUT`. The bytes come with the room they hold.
     pub async fn read(&self, mut body: Incoming, declared: Option<u64>, limit: usize) -> Result<(Bytes, Held), BodyError> {
+        // Too large is said first: sending it again later would not help.
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(BodyError::TooLarge);
+        }
         let request = self.requests.clone().try_acquire_owned().map_err(|_| BodyError::Busy)?;
         let mut held = Held { _request: Some(request), ..Held::default() };
         if let Some(n) = declared {
-            if n > limit as u64 {
-                return Err(BodyError::TooLarge);
-            }
             self.reserve(&mut held, n as usize)?;
         }
         let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;

@@ -85,6 +85,13 @@ impl Closed {
 
 /// The address the agent bound for a port-0 setting, from its log line with `what`
 /// (`receiving X-Ray segments address=…`, `relaying OTLP address=…`).
+/// The StatsD address the agent's "relaying OTLP" line names (`statsd=HOST:PORT`).
+pub fn statsd_address(log: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    bound_address(log, "relaying OTLP");
+    let text = log.lock().unwrap().clone();
+    text.lines().find_map(|l| l.split(" statsd=").nth(1)).and_then(|s| s.split_whitespace().next()).expect("statsd= in the relaying line").to_string()
+}
+
 pub fn bound_address(log: &std::sync::Arc<std::sync::Mutex<String>>, what: &str) -> String {
     let mut found = String::new();
     wait_until(Duration::from_secs(30), what, || {

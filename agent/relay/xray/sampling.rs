@@ -80,15 +80,13 @@ async fn handle(req: Request<Incoming>, upstream: Arc<Upstream>) -> Result<Reply
             return say(StatusCode::NOT_FOUND, "the agent proxies only POST /GetSamplingRules and POST /SamplingTargets".into());
         }
     };
-    let too_large = || say(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} KiB; sampling requests are a few KB", MAX_BODY >> 10));
-    if serve::declared_length(&req).is_some_and(|n| n > MAX_BODY as u64) {
-        return too_large();
-    }
     let path = path.to_string();
     let declared = serve::declared_length(&req);
     let (body, _held) = match upstream.bodies.read(req.into_body(), declared, MAX_BODY).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::TooLarge) => {
+            return say(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {} KiB; sampling requests are a few KB", MAX_BODY >> 10))
+        }
         Err(BodyError::Busy) => {
             let mut r = say(StatusCode::SERVICE_UNAVAILABLE, upstream.bodies.busy())?;
             r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
